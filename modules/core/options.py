@@ -1,0 +1,267 @@
+"""Settings: each option declared once as data; persistence, validation and views derive from it.
+
+`OptionInfo` is the declaration. `OptionsRegistry` holds declarations (core ones from
+`modules.core.shared_options`, more from extensions through `add_option`). `Options` is the
+persisted store (config.json, atomic writes, corrupt files moved aside, unknown keys kept).
+`Options.view(overrides)` gives a read-only snapshot for one request: per-request
+override_settings never touch the stored values.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+ChoicesType = Sequence[Any] | Callable[[], Sequence[Any]] | None
+
+
+@dataclass(frozen=True)
+class OptionInfo:
+    """Declaration of one setting. `component` names the UI widget kind."""
+
+    key: str
+    default: Any
+    label: str
+    section: tuple[str, str] = ("other", "Other")
+    component: str = "auto"  # auto|checkbox|slider|number|textbox|dropdown|radio|multiselect|color
+    choices: ChoicesType = None
+    minimum: float | None = None
+    maximum: float | None = None
+    step: float | None = None
+    infotext: str | None = None
+    needs_reload_ui: bool = False
+    needs_restart: bool = False
+    restrict_api: bool = False
+    comment: str = ""
+    hidden: bool = False
+
+    def choice_list(self) -> list[Any] | None:
+        if self.choices is None:
+            return None
+        return list(self.choices() if callable(self.choices) else self.choices)
+
+
+class OptionError(ValueError):
+    """A value that does not fit its option; the message names the key and what is allowed."""
+
+
+@dataclass
+class OptionsRegistry:
+    options: dict[str, OptionInfo] = field(default_factory=dict)
+
+    def add(self, info: OptionInfo) -> None:
+        self.options[info.key] = info
+
+    def extend(self, infos: Sequence[OptionInfo]) -> None:
+        for info in infos:
+            self.add(info)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.options
+
+    def __getitem__(self, key: str) -> OptionInfo:
+        return self.options[key]
+
+    def by_infotext(self) -> dict[str, OptionInfo]:
+        return {o.infotext: o for o in self.options.values() if o.infotext}
+
+    def sections(self) -> dict[tuple[str, str], list[OptionInfo]]:
+        out: dict[tuple[str, str], list[OptionInfo]] = {}
+        for info in self.options.values():
+            out.setdefault(info.section, []).append(info)
+        return out
+
+
+def coerce_value(info: OptionInfo, value: Any, check_choices: bool = True) -> Any:
+    """Cast `value` to the type of the option's default, or raise OptionError."""
+    default = info.default
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                if value.lower() in ("true", "1", "yes", "on"):
+                    value = True
+                elif value.lower() in ("false", "0", "no", "off"):
+                    value = False
+                else:
+                    raise ValueError(value)
+            elif not isinstance(value, (bool, int)):
+                raise ValueError(value)
+            value = bool(value)
+        elif isinstance(default, int):
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            value = int(value)
+        elif isinstance(default, float):
+            if isinstance(value, bool):
+                raise ValueError(value)
+            value = float(value)
+        elif isinstance(default, str):
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise ValueError(value)
+            value = str(value)
+        elif isinstance(default, list):
+            if isinstance(value, str):
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            if not isinstance(value, (list, tuple)):
+                raise ValueError(value)
+            value = list(value)
+    except (TypeError, ValueError) as exc:
+        raise OptionError(f"setting {info.key!r} expects {type(default).__name__}, got {value!r}") from exc
+    if info.minimum is not None and isinstance(value, (int, float)) and value < info.minimum:
+        raise OptionError(f"setting {info.key!r} must be >= {info.minimum}, got {value}")
+    if info.maximum is not None and isinstance(value, (int, float)) and value > info.maximum:
+        raise OptionError(f"setting {info.key!r} must be <= {info.maximum}, got {value}")
+    choices = info.choice_list() if check_choices else None
+    if choices is not None and info.component in ("dropdown", "radio") and value not in choices:
+        raise OptionError(f"setting {info.key!r} must be one of {choices}, got {value!r}")
+    if choices is not None and info.component == "multiselect":
+        bad = [v for v in value if v not in choices]
+        if bad:
+            raise OptionError(f"setting {info.key!r}: unknown entries {bad}; allowed {choices}")
+    return value
+
+
+class OptionsView(Mapping[str, Any]):
+    """Read-only settings for one job: stored values with that job's overrides on top."""
+
+    def __init__(self, base: Mapping[str, Any], overrides: Mapping[str, Any]):
+        self._base = dict(base)
+        self._overrides = dict(overrides)
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self._overrides:
+            return self._overrides[key]
+        return self._base[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({**self._base, **self._overrides})
+
+    def __len__(self) -> int:
+        return len({**self._base, **self._overrides})
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        return dict(self._overrides)
+
+
+class Options:
+    """The stored settings (config.json). Thread-safe; writes are atomic."""
+
+    def __init__(self, registry: OptionsRegistry, path: Path | None):
+        self.registry = registry
+        self.path = path
+        self._data: dict[str, Any] = {}
+        self._lock = threading.RLock()
+        self._listeners: dict[str, list[Callable[[], None]]] = {}
+
+    # --- reading -------------------------------------------------------------------------
+    def get(self, key: str) -> Any:
+        with self._lock:
+            if key in self._data:
+                return self._data[key]
+        if key in self.registry:
+            return self.registry[key].default
+        raise KeyError(f"unknown setting {key!r}")
+
+    def __getitem__(self, key: str) -> Any:
+        return self.get(key)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every registered option with its current value, plus unknown keys kept from disk."""
+        with self._lock:
+            out = {k: info.default for k, info in self.registry.options.items()}
+            out.update(self._data)
+            return out
+
+    def view(self, overrides: Mapping[str, Any] | None = None) -> OptionsView:
+        """Snapshot for one job; overrides are validated but never stored."""
+        checked = {}
+        for key, value in (overrides or {}).items():
+            if key not in self.registry:
+                raise OptionError(f"unknown setting {key!r} in override_settings")
+            checked[key] = coerce_value(self.registry[key], value)
+        return OptionsView(self.as_dict(), checked)
+
+    # --- writing -------------------------------------------------------------------------
+    def set(self, key: str, value: Any, *, from_api: bool = False) -> bool:
+        """Validate and set; returns False when unchanged or refused for the API."""
+        if key not in self.registry:
+            raise OptionError(f"unknown setting {key!r}")
+        info = self.registry[key]
+        if from_api and info.restrict_api:
+            return False
+        value = coerce_value(info, value)
+        with self._lock:
+            old = self.get(key)
+            if old == value:
+                return False
+            self._data[key] = value
+        for listener in self._listeners.get(key, []):
+            listener()
+        return True
+
+    def on_change(self, key: str, callback: Callable[[], None]) -> None:
+        self._listeners.setdefault(key, []).append(callback)
+
+    def load(self) -> None:
+        """Read config.json; a corrupt file is moved aside and defaults are used."""
+        if self.path is None or not self.path.exists():
+            return
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError("top level is not an object")
+        except (OSError, ValueError) as exc:
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+            os.replace(self.path, aside)
+            log.warning("settings file %s is unreadable (%s); moved to %s, using defaults", self.path, exc, aside)
+            return
+        loaded: dict[str, Any] = {}
+        for key, value in data.items():
+            if key in self.registry:
+                try:
+                    value = coerce_value(self.registry[key], value, check_choices=False)
+                except OptionError as exc:
+                    log.warning("ignoring stored value: %s", exc)
+                    continue
+            loaded[key] = value  # unknown keys kept (an extension not loaded now may own them)
+        with self._lock:
+            self._data = loaded
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        with self._lock:
+            payload = json.dumps(self._data, indent=4, ensure_ascii=False)
+        atomic_write_text(self.path, payload)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temp file in the same folder + fsync + rename: a crash leaves old or new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
