@@ -1,0 +1,72 @@
+"""Entry point: command line -> services -> web app -> uvicorn."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+import urllib.request
+
+# Offline by design: no hub downloads, no telemetry. Set before diffusers/transformers/gradio load.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+def _announce_when_up(url: str, started: float) -> None:
+    """Print the URL once / answers 200, with the time it took (what a user waits for)."""
+    for _ in range(600):
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    print(
+                        f"Running on local URL:  {url}  (first HTTP 200 after {time.monotonic() - started:.1f} s)",
+                        flush=True,
+                    )
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+
+
+def main(argv: list[str]) -> int:
+    started = time.monotonic()
+    from modules.core.cmd_args import ArgumentError, bind_host, is_non_local, parse_args
+
+    try:
+        args = parse_args(argv)
+    except ArgumentError as exc:
+        print(f"webui.py: error: {exc}\nRun with --help to list the flags.", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=(args.loglevel or "INFO").upper(), format="%(levelname)s %(name)s: %(message)s")
+    if args.exit:
+        return 0
+
+    import uvicorn
+
+    from modules.core.services import build_services
+    from modules.server import build_app
+
+    services = build_services(args)
+    app = build_app(services)
+    host = bind_host(args)
+    if is_non_local(args) and not (args.gradio_auth or args.gradio_auth_path or args.api_auth):
+        print(
+            "WARNING: the server is reachable from other machines and has no login "
+            "(--gradio-auth / --api-auth). Anyone on the network can use it.",
+            file=sys.stderr,
+            flush=True,
+        )
+    shown = "127.0.0.1" if host == "0.0.0.0" else host
+    url = f"http://{shown}:{args.port}/"
+    threading.Thread(target=_announce_when_up, args=(url, started), daemon=True).start()
+    uvicorn.run(app, host=host, port=args.port, log_level="warning", timeout_keep_alive=args.timeout_keep_alive)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
