@@ -11,12 +11,15 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+# Shared fixtures: tiny model files (session) and a generation service over them (module).
+pytest_plugins = ["tests.fixtures_models", "tests.gen_env"]
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ from modules.core.paths import Paths
 from modules.core.shared_options import core_registry
 
 if TYPE_CHECKING:
+    from modules.generation.engine import GenerationService
     from modules.models.manager import ModelManager
 
 log = logging.getLogger(__name__)
@@ -32,10 +33,13 @@ class Services:
     policy: DevicePolicy
     jobs: LocalJobQueue
     models: ModelManager
+    generation: GenerationService
 
 
 def build_services(args: argparse.Namespace, *, policy: DevicePolicy | None = None) -> Services:
     """Create folders, read settings, pick devices, index models. No model is loaded here."""
+    from modules.generation.engine import GenerationService
+    from modules.generation.styles import StyleDatabase
     from modules.models.hashes import HashCache
     from modules.models.manager import ModelManager
 
@@ -54,4 +58,12 @@ def build_services(args: argparse.Namespace, *, policy: DevicePolicy | None = No
         cache_size=lambda: int(options.get("sd_checkpoint_cache")),
     )
     models.refresh()
-    return Services(args, paths, registry, options, policy, jobs, models)
+    generation = GenerationService(
+        models=models,
+        options=options,
+        paths=paths,
+        styles=StyleDatabase(list(paths.styles_files)),
+        write_params_txt=not args.no_prompt_history,
+        filenames_max_length=args.filenames_max_length,
+    )
+    return Services(args, paths, registry, options, policy, jobs, models, generation)

@@ -1,0 +1,386 @@
+"""The generation service: typed request -> `Processing` -> images, infotext, saved files.
+
+`GenerationService.txt2img` / `.img2img` run inside a job (they receive its JobControl) and
+follow A1111's process_images: prompts and seeds for the whole job, then per batch: hooks,
+extra-network tags, conditioning, sampling, decoding, overlay, infotext, saving; then grid,
+params.txt and the result object.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from modules.core.jobs import JobControl, JobInterrupted, JobSkipped
+from modules.core.options import Options
+from modules.core.paths import Paths
+from modules.generation import samplers
+from modules.generation.filename_pattern import FilenameContext
+from modules.generation.hooks import PostprocessImageArgs, ScriptHooks
+from modules.generation.img2img import Img2ImgPlan, img2img_batch, prepare_img2img
+from modules.generation.infotext import GenerationFacts, InfotextFlags, create_infotext
+from modules.generation.latents import decode, tensor_to_pil
+from modules.generation.processing import VERSION, GenerationResult, Processing
+from modules.generation.prompt_parser import parse_extra_network_prompts, strip_comments
+from modules.generation.requests import GenerationRequest, Img2ImgRequest, Txt2ImgRequest
+from modules.generation.rng import get_fixed_seed
+from modules.generation.saving import SavingOptions, image_grid, save_image, write_params_txt
+from modules.generation.styles import StyleDatabase
+from modules.generation.tiling import tiling_patch
+from modules.generation.txt2img import txt2img_batch
+from modules.models.errors import ModelNotFound
+from modules.models.manager import LoadedModel, ModelManager
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GenerationService:
+    models: ModelManager
+    options: Options
+    paths: Paths
+    styles: StyleDatabase
+    hooks: ScriptHooks = field(default_factory=ScriptHooks)
+    write_params_txt: bool = True
+    filenames_max_length: int = 128
+
+    # --- entry points ------------------------------------------------------------------------
+    def txt2img(self, req: Txt2ImgRequest, control: JobControl, *, user: str | None = None) -> GenerationResult:
+        p = self._processing(req, "txt2img", user)
+        for name in (
+            "enable_hr",
+            "hr_scale",
+            "hr_upscaler",
+            "hr_second_pass_steps",
+            "hr_resize_x",
+            "hr_resize_y",
+            "hr_checkpoint_name",
+            "hr_sampler_name",
+            "hr_scheduler",
+            "hr_prompt",
+            "hr_negative_prompt",
+        ):
+            setattr(p, name, getattr(req, name))
+        return self.process(p, control)
+
+    def img2img(
+        self,
+        req: Img2ImgRequest,
+        control: JobControl,
+        *,
+        user: str | None = None,
+        init_images: list[Image.Image] | None = None,
+        mask: Image.Image | None = None,
+    ) -> GenerationResult:
+        """`init_images`/`mask` are decoded images (the API decodes base64 before queueing)."""
+        p = self._processing(req, "img2img", user)
+        p.init_images = list(init_images or [])
+        p.image_mask = mask
+        for name in (
+            "resize_mode",
+            "mask_blur_x",
+            "mask_blur_y",
+            "mask_round",
+            "inpainting_fill",
+            "inpaint_full_res",
+            "inpaint_full_res_padding",
+            "inpainting_mask_invert",
+            "image_cfg_scale",
+        ):
+            setattr(p, name, getattr(req, name))
+        p.initial_noise_multiplier = (
+            req.initial_noise_multiplier
+            if req.initial_noise_multiplier is not None
+            else float(p.opts["initial_noise_multiplier"])
+        )
+        if not p.init_images:
+            raise ValueError("img2img needs at least one init image")
+        return self.process(p, control)
+
+    # --- request -> p ------------------------------------------------------------------------
+    def _processing(self, req: GenerationRequest, kind: str, user: str | None) -> Processing:
+        opts = self.options.view(req.override_settings)
+        sampler_name = req.effective_sampler_name
+        sampler, schedule = samplers.resolve_sampler(sampler_name, req.scheduler)  # early, clear error
+        return Processing(
+            kind=kind,
+            opts=opts,
+            prompt=req.prompt,
+            negative_prompt=req.negative_prompt,
+            styles=list(req.styles or []),
+            seed=req.seed,
+            subseed=req.subseed,
+            subseed_strength=req.subseed_strength,
+            seed_resize_from_h=req.seed_resize_from_h,
+            seed_resize_from_w=req.seed_resize_from_w,
+            sampler_name=sampler.name,
+            scheduler=schedule.label,
+            batch_size=req.batch_size,
+            n_iter=req.n_iter,
+            steps=req.steps,
+            cfg_scale=req.cfg_scale,
+            width=req.width,
+            height=req.height,
+            tiling=bool(req.tiling if req.tiling is not None else opts["tiling"]),
+            eta=req.eta,
+            denoising_strength=req.denoising_strength,
+            s_min_uncond=_or(req.s_min_uncond, opts["s_min_uncond"]),
+            s_churn=_or(req.s_churn, opts["s_churn"]),
+            s_tmin=_or(req.s_tmin, opts["s_tmin"]),
+            s_tmax=_or(req.s_tmax, opts["s_tmax"]),
+            s_noise=_or(req.s_noise, opts["s_noise"]),
+            override_settings=dict(req.override_settings or {}),
+            do_not_save_samples=req.do_not_save_samples,
+            do_not_save_grid=req.do_not_save_grid,
+            user=user,
+            refiner_checkpoint=req.refiner_checkpoint,
+            refiner_switch_at=req.refiner_switch_at,
+            disable_extra_networks=req.disable_extra_networks,
+        )
+
+    # --- the job -----------------------------------------------------------------------------
+    def process(self, p: Processing, control: JobControl) -> GenerationResult:
+        self.hooks.before_process(p)
+        model = self._model_for(p)
+        with self.models.use(model):
+            return self._process_loaded(p, model, control)
+
+    def _model_for(self, p: Processing) -> LoadedModel:
+        wanted = str(p.opts["sd_model_checkpoint"] or "")
+        if wanted:
+            model = self.models.load(wanted, vae=None)
+        elif self.models.active is not None:
+            model = self.models.active
+        else:
+            available = self.models.list_checkpoints()
+            if not available:
+                raise ModelNotFound(f"no checkpoint found: put a model file into {self.paths.ckpt_dir}")
+            model = self.models.load(available[0], vae=None)
+        self.models.set_vae(model, str(p.opts["sd_vae"]))
+        p.sd_model_name = model.checkpoint.model_name
+        p.sd_model_hash = model.checkpoint.shorthash
+        if model.vae_info is not None:
+            p.sd_vae_name, p.sd_vae_hash = model.vae_info.name, self.models.vae_hash(model)
+        return model
+
+    def _prepare_prompts(self, p: Processing) -> None:
+        comments = bool(p.opts["enable_prompt_comments"])
+        prompt = strip_comments(p.prompt) if comments else p.prompt
+        negative = strip_comments(p.negative_prompt) if comments else p.negative_prompt
+        p.main_prompt, p.main_negative_prompt = prompt, negative
+        styled_prompt = self.styles.apply_styles_to_prompt(prompt, p.styles)
+        styled_negative = self.styles.apply_negative_styles_to_prompt(negative, p.styles)
+        total = p.batch_size * p.n_iter
+        p.all_prompts = [styled_prompt] * total
+        p.all_negative_prompts = [styled_negative] * total
+        seed = get_fixed_seed(p.seed)
+        subseed = get_fixed_seed(p.subseed)
+        p.seed, p.subseed = seed, subseed
+        if p.subseed_strength == 0:
+            p.all_seeds = [seed + i for i in range(total)]
+            p.all_subseeds = [subseed + i for i in range(total)]
+        else:
+            p.all_seeds = [seed] * total
+            p.all_subseeds = [subseed + i for i in range(total)]
+        if p.kind == "txt2img":
+            hr_prompt = p.hr_prompt or styled_prompt
+            hr_negative = p.hr_negative_prompt or styled_negative
+            p.all_hr_prompts = [hr_prompt] * total
+            p.all_hr_negative_prompts = [hr_negative] * total
+        p.job_timestamp = time.strftime("%Y%m%d%H%M%S")
+
+    def _process_loaded(self, p: Processing, model: LoadedModel, control: JobControl) -> GenerationResult:
+        self._prepare_prompts(p)
+        plan: Img2ImgPlan | None = prepare_img2img(p, model) if p.kind == "img2img" else None
+        self.hooks.process(p)
+        images: list[Image.Image] = []
+        infotexts: list[str] = []
+        saved: list[str] = []
+        interrupted = False
+        with tiling_patch(model, p.tiling):
+            for n in range(p.n_iter):
+                if control.interrupted.is_set() or control.stopping_after_current.is_set():
+                    interrupted = control.interrupted.is_set()
+                    break
+                control.begin_batch(n, p.n_iter, p.steps)
+                try:
+                    batch_images = self._one_batch(p, model, control, n, plan)
+                except JobSkipped:
+                    continue
+                except JobInterrupted:
+                    interrupted = True
+                    break
+                for i, image in enumerate(batch_images):
+                    index = n * p.batch_size + i
+                    p.batch_index = i
+                    pp = PostprocessImageArgs(image)
+                    self.hooks.postprocess_image(p, pp)
+                    text = self.infotext(p, model, index)
+                    images.append(pp.image)
+                    infotexts.append(text)
+                    if self._should_save(p):
+                        saved.append(str(self._save(p, pp.image, text, index, model)))
+        result = GenerationResult(images=images, infotexts=infotexts, p=p, saved_paths=saved, interrupted=interrupted)
+        self._grid(p, result, model)
+        self.hooks.postprocess(p, result)
+        if self.write_params_txt and infotexts:
+            write_params_txt(self.paths.params_file, result.infotexts[result.index_of_first_image])
+        return result
+
+    def _one_batch(
+        self, p: Processing, model: LoadedModel, control: JobControl, n: int, plan: Img2ImgPlan | None
+    ) -> list[Image.Image]:
+        start, end = n * p.batch_size, (n + 1) * p.batch_size
+        p.iteration = n
+        p.prompts, p.negative_prompts = p.all_prompts[start:end], p.all_negative_prompts[start:end]
+        p.seeds, p.subseeds = p.all_seeds[start:end], p.all_subseeds[start:end]
+        self.hooks.before_process_batch(p, batch_number=n, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds)
+        if not p.disable_extra_networks:
+            parsed = parse_extra_network_prompts(p.prompts)
+            p.prompts = list(parsed.prompts)
+            self._note_unsupported_networks(p, parsed.networks)
+        self.hooks.process_batch(p, batch_number=n, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds)
+        preview_every = int(p.opts["show_progress_every_n_steps"]) if p.opts["live_previews_enable"] else 0
+        if plan is not None:
+            latents = img2img_batch(p, model, plan, control, n, preview_every)
+        else:
+            latents = txt2img_batch(p, model, control, n, preview_every, self.models)
+        with torch.inference_mode():
+            pixels = decode(model.vae, latents)
+        images = tensor_to_pil(pixels)
+        if plan is not None:
+            images = plan.overlay(images, n)
+        return images
+
+    def _note_unsupported_networks(self, p: Processing, networks: Any) -> None:
+        if networks:
+            names = ", ".join(sorted(networks))
+            p.comments["networks"] = f"extra networks not applied (not supported yet): {names}"
+
+    # --- infotext, saving ----------------------------------------------------------------------
+    def infotext(self, p: Processing, model: LoadedModel, index: int) -> str:
+        sampler, schedule = samplers.resolve_sampler(p.sampler_name, p.scheduler)
+        if schedule.name == samplers.AUTOMATIC.name and sampler.default_scheduler is not None:
+            schedule = samplers.find_scheduler(sampler.default_scheduler)
+        facts = GenerationFacts(
+            steps=p.steps,
+            sampler_name=p.sampler_name,
+            schedule_type=schedule.label,
+            cfg_scale=p.cfg_scale,
+            seed=p.all_seeds[index],
+            width=p.width,
+            height=p.height,
+            model_hash=p.sd_model_hash,
+            model_name=p.sd_model_name,
+            vae_hash=p.sd_vae_hash,
+            vae_name=p.sd_vae_name,
+            subseed=p.all_subseeds[index],
+            subseed_strength=p.subseed_strength,
+            seed_resize_from_w=p.seed_resize_from_w,
+            seed_resize_from_h=p.seed_resize_from_h,
+            denoising_strength=p.denoising_strength if (p.kind == "img2img" or p.enable_hr) else None,
+            conditional_mask_weight=float(p.opts["inpainting_mask_weight"]) if model.is_inpaint else None,
+            clip_skip=p.clip_skip,
+            eta_noise_seed_delta=int(p.opts["eta_noise_seed_delta"]),
+            sampler_uses_ensd=sampler.uses_ensd,
+            enable_hr=p.enable_hr,
+            rng=str(p.opts["randn_source"]),
+            tiling=p.tiling,
+            extra=p.extra_generation_params,
+            version=VERSION,
+            user=p.user,
+            index=index,
+            flags=InfotextFlags.from_settings(p.opts),
+        )
+        return create_infotext(p.all_prompts[index], p.all_negative_prompts[index], facts)
+
+    def _should_save(self, p: Processing) -> bool:
+        return bool(p.opts["samples_save"]) and not p.do_not_save_samples
+
+    def _outdir(self, p: Processing, grid: bool) -> Path:
+        if grid:
+            custom = str(p.opts["outdir_grids"])
+            key = f"outdir_{p.kind}_grids"
+        else:
+            custom = str(p.opts["outdir_samples"])
+            key = f"outdir_{p.kind}_samples"
+        folder = Path(custom or str(p.opts[key]))
+        return folder if folder.is_absolute() else self.paths.data_dir / folder
+
+    def _filename_context(self, p: Processing, model: LoadedModel, index: int) -> FilenameContext:
+        return FilenameContext(
+            seed=p.all_seeds[index] if index < len(p.all_seeds) else p.seed,
+            prompt=p.all_prompts[index] if index < len(p.all_prompts) else p.prompt,
+            main_prompt=p.main_prompt,
+            negative_prompt=p.all_negative_prompts[index] if index < len(p.all_negative_prompts) else "",
+            all_seeds=p.all_seeds,
+            batch_size=p.batch_size,
+            n_iter=p.n_iter,
+            batch_index=index % p.batch_size,
+            iteration=index // p.batch_size,
+            steps=p.steps,
+            cfg_scale=p.cfg_scale,
+            sampler_name=p.sampler_name,
+            scheduler=p.scheduler,
+            denoising_strength=p.denoising_strength,
+            clip_skip=p.clip_skip,
+            model_hash=p.sd_model_hash,
+            model_name=p.sd_model_name,
+            styles=p.styles,
+            job_timestamp=p.job_timestamp,
+            user=p.user,
+        )
+
+    def _saving_options(self, p: Processing) -> SavingOptions:
+        return SavingOptions.from_settings(p.opts, filenames_max_length=self.filenames_max_length)
+
+    def _save(self, p: Processing, image: Image.Image, text: str, index: int, model: LoadedModel) -> Path:
+        saved = save_image(
+            image,
+            self._outdir(p, grid=False),
+            ctx=self._filename_context(p, model, index),
+            options=self._saving_options(p),
+            infotext=text,
+        )
+        return saved.path
+
+    def _grid(self, p: Processing, result: GenerationResult, model: LoadedModel) -> None:
+        count = len(result.images)
+        if p.do_not_save_grid or count == 0 or (count < 2 and bool(p.opts["grid_only_if_multiple"])):
+            return
+        wants_return = bool(p.opts["return_grid"])
+        wants_save = bool(p.opts["grid_save"])
+        if not (wants_return or wants_save):
+            return
+        grid = image_grid(
+            result.images,
+            n_rows=int(p.opts["n_rows"]),
+            batch_size=p.batch_size,
+            prevent_empty_spots=bool(p.opts["grid_prevent_empty_spots"]),
+        )
+        text = result.infotexts[0]
+        if wants_save:
+            save_image(
+                grid,
+                self._outdir(p, grid=True),
+                "grid",
+                ctx=self._filename_context(p, model, 0),
+                options=self._saving_options(p),
+                infotext=text,
+                grid=True,
+                short_filename=True,
+            )
+        if wants_return:
+            result.images.insert(0, grid)
+            result.infotexts.insert(0, text)
+            result.index_of_first_image = 1
+
+
+def _or(value: float | None, default: Any) -> float:
+    return float(value) if value is not None else float(default)

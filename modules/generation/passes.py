@@ -1,0 +1,187 @@
+"""One sampling pass over one batch: the numbered steps shared by txt2img, hires fix and img2img.
+
+1. text conditioning for the pass (prompt schedules x the sampler's calls per step)
+2. per-image noise from the image seeds (A1111 ImageRNG)
+3. sigma schedule (full for txt2img; truncated by denoising strength for img2img/hires)
+4. the CFG denoiser around the UNet (SDXL size ids, inpainting conditioning, masks)
+5. the sampler loop, reporting progress and honouring interrupt/skip between steps
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from modules.core.jobs import JobControl
+from modules.generation import samplers
+from modules.generation.conditioning import PromptConditioning, TextConditioner, build_prompt_conditioning
+from modules.generation.denoiser import CFGDenoiser, StepConds, UNetInputs
+from modules.generation.latents import cheap_preview
+from modules.generation.processing import Processing
+from modules.generation.rng import ImageRNG
+from modules.models.families import ModelFamily
+from modules.models.manager import LoadedModel
+
+REFINER_AESTHETIC = (6.0, 2.5)  # A1111 sdxl_refiner_high/low_aesthetic_score
+
+
+@dataclass
+class PassSpec:
+    """What differs between the first pass, the hires pass and an img2img pass."""
+
+    steps: int
+    width: int
+    height: int
+    prompts: list[str]
+    negative_prompts: list[str]
+    sampler_name: str
+    scheduler: str
+    init_latent: torch.Tensor | None = None  # img2img / hires: start from this latent
+    denoising_strength: float = 1.0
+    image_cond: torch.Tensor | None = None
+    mask: torch.Tensor | None = None  # 1 = keep init latent (latent resolution)
+    hires_steps: int | None = None  # set for the hires pass: prompt editing uses its own range
+    noise_multiplier: float = 1.0
+    requested_steps: int | None = None  # hires pass: run exactly this many steps (A1111)
+
+
+def conditioner_for(model: LoadedModel, p: Processing) -> TextConditioner:
+    return TextConditioner(
+        model.tokenizers,
+        model.text_encoders,
+        family_is_sdxl=model.is_sdxl,
+        is_refiner=model.is_refiner,
+        family_is_sd2=model.family in (ModelFamily.SD2, ModelFamily.SD2_V, ModelFamily.SD2_INPAINT),
+        clip_skip=p.clip_skip,
+        emphasis=str(p.opts["emphasis"]),
+        comma_padding_backtrack=int(p.opts["comma_padding_backtrack"]),
+        embeddings=None,
+    )
+
+
+def step_conds(conditioning: PromptConditioning, step: int) -> StepConds:
+    """Flatten the conditioner's per-step output into rows for the CFG denoiser."""
+    at = conditioning.at_step(step)
+    owners: list[int] = []
+    weights: list[float] = []
+    for image, parts in enumerate(at.cond_weights):
+        for _row, weight in parts:  # rows are numbered in this same order
+            owners.append(image)
+            weights.append(weight)
+    return StepConds(at.cond.context, at.cond.pooled, owners, weights, at.uncond.context, at.uncond.pooled)
+
+
+def _time_ids(model: LoadedModel, batch: int, width: int, height: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    if not model.is_sdxl:
+        return None
+    if model.is_refiner:
+        pos = torch.tensor([height, width, 0, 0, REFINER_AESTHETIC[0]], dtype=torch.float32)
+        neg = torch.tensor([height, width, 0, 0, REFINER_AESTHETIC[1]], dtype=torch.float32)
+    else:
+        pos = neg = torch.tensor([height, width, 0, 0, height, width], dtype=torch.float32)
+    return pos.repeat(batch, 1), neg.repeat(batch, 1)
+
+
+def run_pass(
+    model: LoadedModel,
+    p: Processing,
+    spec: PassSpec,
+    control: JobControl,
+    *,
+    preview_every: int = 0,
+) -> torch.Tensor:
+    """Sample one batch; returns the final latent [B, 4, h, w]."""
+    sampler, schedule = samplers.resolve_sampler(spec.sampler_name, spec.scheduler)
+    batch = len(p.seeds)
+    conditioning = build_prompt_conditioning(
+        conditioner_for(model, p),
+        spec.prompts,
+        spec.negative_prompts,
+        steps=sampler.total_steps(p.steps if spec.hires_steps is not None else spec.steps),
+        hires_steps=None if spec.hires_steps is None else sampler.total_steps(spec.hires_steps),
+        use_old_scheduling=bool(p.opts["use_old_scheduling"]),
+    )
+    rng = ImageRNG(
+        (4, spec.height // 8, spec.width // 8),
+        p.seeds,
+        subseeds=p.subseeds,
+        subseed_strength=p.subseed_strength,
+        seed_resize_from_h=p.seed_resize_from_h,
+        seed_resize_from_w=p.seed_resize_from_w,
+        source=str(p.opts["randn_source"]),
+        device="cpu",
+        eta_noise_seed_delta=int(p.opts["eta_noise_seed_delta"]),
+    )
+    model_sigmas = samplers.model_sigmas_for(model.alphas_cumprod, sampler)
+    params = samplers.sampler_params_from_settings(
+        sampler, p.opts, eta=p.eta, s_churn=p.s_churn, s_tmin=p.s_tmin, s_tmax=p.s_tmax, s_noise=p.s_noise
+    )
+    schedule_options = samplers.ScheduleOptions.from_settings(p.opts, model.is_sdxl)
+    noise = rng.first()
+    brownian: torch.Tensor | None = None
+    sigma_range: tuple[float, float] | None = None
+    if spec.init_latent is None:
+        planned = samplers.build_sigmas(sampler, schedule, spec.steps, model_sigmas, schedule_options, params)
+        sigmas = planned.sigmas
+        x = samplers.txt2img_latent(sampler, noise, sigmas, sgm_noise_multiplier=bool(p.opts["sgm_noise_multiplier"]))
+        sigma_range = (model_sigmas.sigma_min, model_sigmas.sigma_max)
+        extra = dict(planned.extra_generation_params)
+    else:
+        steps_plan = samplers.img2img_steps(spec.steps, spec.denoising_strength, requested_steps=spec.requested_steps)
+        start = samplers.img2img_start(
+            sampler,
+            schedule,
+            plan=steps_plan,
+            model_sigmas=model_sigmas,
+            init_latent=spec.init_latent,
+            noise=noise,
+            options=schedule_options,
+            params=params,
+            initial_noise_multiplier=spec.noise_multiplier,
+        )
+        x, sigmas, brownian = start.latent, start.sigmas, start.full_sigmas
+        extra = dict(start.extra_generation_params)
+    if not p.is_hr_pass:
+        p.extra_generation_params.update(extra)
+        p.extra_generation_params.update(sampler.infotext_params(params))
+    time_ids = _time_ids(model, batch, spec.width, spec.height)
+    denoiser = CFGDenoiser(
+        unet=model.unet,
+        prediction_type=model.prediction_type,
+        sigma_to_t=model_sigmas.sigma_to_t,
+        conds_at=lambda step: step_conds(conditioning, step),
+        cfg_scale=p.cfg_scale * sampler.cfg_scale_multiplier,
+        extra=UNetInputs(
+            time_ids_cond=time_ids[0] if time_ids else None,
+            time_ids_uncond=time_ids[1] if time_ids else None,
+            image_cond=spec.image_cond,
+        ),
+        control=control,
+        s_min_uncond=p.s_min_uncond,
+        init_latent=spec.init_latent if spec.mask is not None else None,
+        mask=spec.mask,
+        nmask=None if spec.mask is None else 1.0 - spec.mask,
+        finish=model_sigmas.finish_denoised,
+    )
+    total = len(sigmas) - 1
+
+    def on_step(info: samplers.StepInfo) -> None:
+        control.set_step(min(info.index + 1, total), total)
+        if preview_every > 0 and (info.index + 1) % preview_every == 0:
+            control.set_preview(cheap_preview(info.denoised[0].float(), model.is_sdxl))
+        control.check()
+
+    control.set_step(0, total)
+    return samplers.sample(
+        sampler,
+        denoiser,
+        x,
+        sigmas,
+        noise=rng.next,
+        seeds=p.seeds,
+        callback=on_step,
+        params=params,
+        brownian_sigmas=brownian,
+        sigma_range=sigma_range,
+    )

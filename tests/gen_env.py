@@ -1,0 +1,81 @@
+"""A generation service over tiny fixture models, for generation and API tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from modules.core.devices import DevicePolicy
+from modules.core.jobs import JobControl
+from modules.core.options import Options
+from modules.core.shared_options import core_registry
+from modules.generation.engine import GenerationService
+from modules.generation.processing import GenerationResult
+from modules.generation.requests import Img2ImgRequest, Txt2ImgRequest
+from modules.generation.styles import StyleDatabase
+from modules.models.hashes import HashCache
+from modules.models.manager import ModelManager
+from tests.fixtures_models import TinyModelFiles, link_into, models_home
+
+SD1 = "tiny-sd1"
+SDXL = "tiny-sdxl"
+SD1_INPAINT = "tiny-sd1-inpaint"
+
+
+@dataclass
+class GenEnv:
+    root: Path
+    options: Options
+    models: ModelManager
+    service: GenerationService
+
+    def txt2img(self, **fields: object) -> GenerationResult:
+        fields.setdefault("width", 64)
+        fields.setdefault("height", 64)
+        fields.setdefault("steps", 3)
+        fields.setdefault("sampler_name", "Euler a")
+        fields.setdefault("override_settings", {"sd_model_checkpoint": SD1})
+        return self.service.txt2img(Txt2ImgRequest(**fields), JobControl())
+
+    def img2img(self, images: list[Image.Image], mask: Image.Image | None = None, **fields: object) -> GenerationResult:
+        fields.setdefault("width", 64)
+        fields.setdefault("height", 64)
+        fields.setdefault("steps", 4)
+        fields.setdefault("sampler_name", "Euler")
+        fields.setdefault("override_settings", {"sd_model_checkpoint": SD1})
+        req = Img2ImgRequest(**fields)
+        return self.service.img2img(req, JobControl(), init_images=images, mask=mask)
+
+
+def make_env(root: Path, tiny: TinyModelFiles) -> GenEnv:
+    paths = models_home(root)
+    for family in ("sd1", "sdxl", "sd1-inpaint"):
+        link_into(paths.ckpt_dir, tiny.checkpoint(family))
+    options = Options(core_registry(), paths.config_file)
+    options.set("sd_checkpoint_cache", 3)
+    options.set("samples_save", False)
+    options.set("grid_save", False)
+    models = ModelManager(
+        paths,
+        DevicePolicy.cpu(),
+        HashCache(paths.hash_cache_file),
+        cache_size=lambda: int(options.get("sd_checkpoint_cache")),
+    )
+    models.refresh()
+    service = GenerationService(
+        models=models, options=options, paths=paths, styles=StyleDatabase(list(paths.styles_files))
+    )
+    return GenEnv(root, options, models, service)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModelFiles) -> GenEnv:
+    return make_env(tmp_path_factory.mktemp("gen"), tiny_models)
+
+
+def pixels(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"), dtype=np.int16)
