@@ -24,6 +24,7 @@ from tests.fixtures_models import TinyModelFiles, link_into, models_home
 SD1 = "tiny-sd1"
 SDXL = "tiny-sdxl"
 SD1_INPAINT = "tiny-sd1-inpaint"
+SDXL_REFINER = "tiny-sdxl-refiner"
 
 
 @dataclass
@@ -53,7 +54,7 @@ class GenEnv:
 
 def make_env(root: Path, tiny: TinyModelFiles) -> GenEnv:
     paths = models_home(root)
-    for family in ("sd1", "sdxl", "sd1-inpaint"):
+    for family in ("sd1", "sdxl", "sd1-inpaint", "sdxl-refiner"):
         link_into(paths.ckpt_dir, tiny.checkpoint(family))
     options = Options(core_registry(), paths.config_file)
     options.set("sd_checkpoint_cache", 3)

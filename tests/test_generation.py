@@ -17,7 +17,7 @@ from modules.generation.infotext_fields import infotext_to_request_fields
 from modules.generation.masking import MaskError
 from modules.generation.requests import Img2ImgRequest, Txt2ImgRequest
 from modules.generation.samplers import UnknownSamplerError
-from tests.gen_env import SD1, SD1_INPAINT, SDXL, GenEnv, pixels
+from tests.gen_env import SD1, SD1_INPAINT, SDXL, SDXL_REFINER, GenEnv, pixels
 
 
 def test_same_request_twice_is_identical(env: GenEnv) -> None:
@@ -284,3 +284,31 @@ def test_interrupted_flag_stops_before_start(env: GenEnv) -> None:
         control,
     )
     assert result.interrupted and result.images == []
+
+
+def test_refiner_takes_over_at_the_switch_point(env: GenEnv) -> None:
+    calls: list[str] = []
+    refiner = env.models.load(SDXL_REFINER, activate=False)
+    base = env.models.load(SDXL, activate=False)
+    hooks = [
+        refiner.unet.register_forward_pre_hook(lambda _m, _a: calls.append("refiner")),
+        base.unet.register_forward_pre_hook(lambda _m, _a: calls.append("base")),
+    ]
+    fields = {
+        "prompt": "a tree",
+        "seed": 8,
+        "steps": 6,
+        "sampler_name": "Euler",
+        "override_settings": {"sd_model_checkpoint": SDXL},
+    }
+    try:
+        refined = env.txt2img(**fields, refiner_checkpoint=SDXL_REFINER, refiner_switch_at=0.5)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    plain = env.txt2img(**fields)
+    assert calls[0] == "base" and calls[-1] == "refiner"
+    assert 1 <= calls.count("base") < 6 and calls.count("base") + calls.count("refiner") == 6
+    assert "Refiner: tiny-sdxl-refiner [" in refined.infotexts[0]
+    assert "Refiner switch at: 0.5" in refined.infotexts[0]
+    assert not np.array_equal(pixels(refined.images[0]), pixels(plain.images[0]))

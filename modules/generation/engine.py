@@ -22,7 +22,7 @@ from modules.core.options import Options
 from modules.core.paths import Paths
 from modules.generation import samplers
 from modules.generation.filename_pattern import FilenameContext
-from modules.generation.hooks import PostprocessImageArgs, ScriptHooks
+from modules.generation.hooks import PostprocessBatchListArgs, PostprocessImageArgs, ScriptHooks
 from modules.generation.img2img import Img2ImgPlan, img2img_batch, prepare_img2img
 from modules.generation.infotext import GenerationFacts, InfotextFlags, create_infotext
 from modules.generation.latents import decode, tensor_to_pil
@@ -166,7 +166,7 @@ class GenerationService:
         p.sd_model_name = model.checkpoint.model_name
         p.sd_model_hash = model.checkpoint.shorthash
         if model.vae_info is not None:
-            p.sd_vae_name, p.sd_vae_hash = model.vae_info.name, self.models.vae_hash(model)
+            p.sd_vae_name, p.sd_vae_hash = model.vae_info.name, model.vae_hash
         return model
 
     def _prepare_prompts(self, p: Processing) -> None:
@@ -196,6 +196,7 @@ class GenerationService:
         p.job_timestamp = time.strftime("%Y%m%d%H%M%S")
 
     def _process_loaded(self, p: Processing, model: LoadedModel, control: JobControl) -> GenerationResult:
+        p.scripts = self.hooks  # A1111's p.scripts: passes call process_before_every_sampling on it
         self._prepare_prompts(p)
         plan: Img2ImgPlan | None = prepare_img2img(p, model) if p.kind == "img2img" else None
         self.hooks.process(p)
@@ -248,15 +249,18 @@ class GenerationService:
         self.hooks.process_batch(p, batch_number=n, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds)
         preview_every = int(p.opts["show_progress_every_n_steps"]) if p.opts["live_previews_enable"] else 0
         if plan is not None:
-            latents = img2img_batch(p, model, plan, control, n, preview_every)
+            latents = img2img_batch(p, model, plan, control, n, preview_every, self.models)
         else:
             latents = txt2img_batch(p, model, control, n, preview_every, self.models)
         with torch.inference_mode():
             pixels = decode(model.vae, latents)
+        self.hooks.postprocess_batch(p, pixels, batch_number=n)
         images = tensor_to_pil(pixels)
         if plan is not None:
             images = plan.overlay(images, n)
-        return images
+        batch_list = PostprocessBatchListArgs(images)
+        self.hooks.postprocess_batch_list(p, batch_list, batch_number=n)
+        return batch_list.images
 
     def _note_unsupported_networks(self, p: Processing, networks: Any) -> None:
         if networks:

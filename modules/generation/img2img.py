@@ -29,7 +29,8 @@ from modules.generation.masking import (
 from modules.generation.passes import PassSpec, run_pass
 from modules.generation.processing import Processing
 from modules.generation.rng import ImageRNG
-from modules.models.manager import LoadedModel
+from modules.generation.txt2img import refiner_of
+from modules.models.manager import LoadedModel, ModelManager
 
 MASKED_CONTENT = ("fill", "original", "latent noise", "latent nothing")
 INPAINT_AREA = ("Whole picture", "Only masked")
@@ -178,7 +179,13 @@ def _inpaint_infotext(p: Processing) -> dict[str, object]:
 
 
 def img2img_batch(
-    p: Processing, model: LoadedModel, plan: Img2ImgPlan, control: JobControl, n: int, preview_every: int
+    p: Processing,
+    model: LoadedModel,
+    plan: Img2ImgPlan,
+    control: JobControl,
+    n: int,
+    preview_every: int,
+    models: ModelManager | None = None,
 ) -> torch.Tensor:
     count = len(p.seeds)
     spec = PassSpec(
@@ -194,5 +201,6 @@ def img2img_batch(
         image_cond=None if plan.image_cond is None else plan.image_cond[:count],
         mask=None if plan.latent_mask is None else plan.latent_mask.expand(count, -1, -1, -1),
         noise_multiplier=p.initial_noise_multiplier,
+        refiner=refiner_of(p),
     )
-    return run_pass(model, p, spec, control, preview_every=preview_every)
+    return run_pass(model, p, spec, control, preview_every=preview_every, models=models)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -38,13 +40,13 @@ def tensor_to_pil(samples: torch.Tensor) -> list[Image.Image]:
     return [Image.fromarray(a, "RGB") for a in arr]
 
 
-def _vae_scale_shift(vae: torch.nn.Module) -> tuple[float, float]:
+def _vae_scale_shift(vae: Any) -> tuple[float, float]:
     cfg = vae.config
     return float(cfg.scaling_factor), float(getattr(cfg, "shift_factor", None) or 0.0)
 
 
 @torch.inference_mode()
-def encode(vae: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+def encode(vae: Any, images: torch.Tensor) -> torch.Tensor:
     """Pixels [-1,1] -> scaled latents. Uses the distribution's mean: deterministic (see docs)."""
     param = next(vae.parameters())
     dist = vae.encode(images.to(param.device, param.dtype)).latent_dist
@@ -53,7 +55,7 @@ def encode(vae: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def decode(vae: torch.nn.Module, latents: torch.Tensor) -> torch.Tensor:
+def decode(vae: Any, latents: torch.Tensor) -> torch.Tensor:
     """Scaled latents -> pixels [-1, 1], one image at a time to bound memory."""
     param = next(vae.parameters())
     scale, shift = _vae_scale_shift(vae)

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import torch
@@ -19,9 +20,10 @@ from modules.generation.conditioning import PromptConditioning, TextConditioner,
 from modules.generation.denoiser import CFGDenoiser, StepConds, UNetInputs
 from modules.generation.latents import cheap_preview
 from modules.generation.processing import Processing
+from modules.generation.refiner import RefinerSwitch
 from modules.generation.rng import ImageRNG
 from modules.models.families import ModelFamily
-from modules.models.manager import LoadedModel
+from modules.models.manager import LoadedModel, ModelManager
 
 REFINER_AESTHETIC = (6.0, 2.5)  # A1111 sdxl_refiner_high/low_aesthetic_score
 
@@ -44,6 +46,7 @@ class PassSpec:
     hires_steps: int | None = None  # set for the hires pass: prompt editing uses its own range
     noise_multiplier: float = 1.0
     requested_steps: int | None = None  # hires pass: run exactly this many steps (A1111)
+    refiner: tuple[str, float] | None = None  # (checkpoint, switch at fraction)
 
 
 def conditioner_for(model: LoadedModel, p: Processing) -> TextConditioner:
@@ -90,18 +93,10 @@ def run_pass(
     control: JobControl,
     *,
     preview_every: int = 0,
+    models: ModelManager | None = None,
 ) -> torch.Tensor:
     """Sample one batch; returns the final latent [B, 4, h, w]."""
     sampler, schedule = samplers.resolve_sampler(spec.sampler_name, spec.scheduler)
-    batch = len(p.seeds)
-    conditioning = build_prompt_conditioning(
-        conditioner_for(model, p),
-        spec.prompts,
-        spec.negative_prompts,
-        steps=sampler.total_steps(p.steps if spec.hires_steps is not None else spec.steps),
-        hires_steps=None if spec.hires_steps is None else sampler.total_steps(spec.hires_steps),
-        use_old_scheduling=bool(p.opts["use_old_scheduling"]),
-    )
     rng = ImageRNG(
         (4, spec.height // 8, spec.width // 8),
         p.seeds,
@@ -145,25 +140,10 @@ def run_pass(
     if not p.is_hr_pass:
         p.extra_generation_params.update(extra)
         p.extra_generation_params.update(sampler.infotext_params(params))
-    time_ids = _time_ids(model, batch, spec.width, spec.height)
-    denoiser = CFGDenoiser(
-        unet=model.unet,
-        prediction_type=model.prediction_type,
-        sigma_to_t=model_sigmas.sigma_to_t,
-        conds_at=lambda step: step_conds(conditioning, step),
-        cfg_scale=p.cfg_scale * sampler.cfg_scale_multiplier,
-        extra=UNetInputs(
-            time_ids_cond=time_ids[0] if time_ids else None,
-            time_ids_uncond=time_ids[1] if time_ids else None,
-            image_cond=spec.image_cond,
-        ),
-        control=control,
-        s_min_uncond=p.s_min_uncond,
-        init_latent=spec.init_latent if spec.mask is not None else None,
-        mask=spec.mask,
-        nmask=None if spec.mask is None else 1.0 - spec.mask,
-        finish=model_sigmas.finish_denoised,
-    )
+    denoiser = _denoiser_for(model, p, spec, sampler, control)
+    refiner_switch: RefinerSwitch | None = None
+    if spec.refiner is not None and models is not None:
+        refiner_switch = _refiner_switch(models, spec, p, sampler, control, denoiser, model_sigmas)
     total = len(sigmas) - 1
 
     def on_step(info: samplers.StepInfo) -> None:
@@ -173,15 +153,82 @@ def run_pass(
         control.check()
 
     control.set_step(0, total)
-    return samplers.sample(
-        sampler,
-        denoiser,
-        x,
-        sigmas,
-        noise=rng.next,
-        seeds=p.seeds,
-        callback=on_step,
-        params=params,
-        brownian_sigmas=brownian,
-        sigma_range=sigma_range,
+    if p.scripts is not None:
+        first = denoiser.conds_at(0)
+        p.scripts.process_before_every_sampling(p, x=x, noise=noise, c=first.cond, uc=first.uncond)
+    try:
+        return samplers.sample(
+            sampler,
+            refiner_switch or denoiser,
+            x,
+            sigmas,
+            noise=rng.next,
+            seeds=p.seeds,
+            callback=on_step,
+            params=params,
+            brownian_sigmas=brownian,
+            sigma_range=sigma_range,
+        )
+    finally:
+        if refiner_switch is not None:
+            refiner_switch.close()
+
+
+def _denoiser_for(
+    model: LoadedModel,
+    p: Processing,
+    spec: PassSpec,
+    sampler: samplers.SamplerSpec,
+    control: JobControl,
+) -> CFGDenoiser:
+    """Text conditioning + CFG denoiser of one model for this pass."""
+    conditioning = build_prompt_conditioning(
+        conditioner_for(model, p),
+        spec.prompts,
+        spec.negative_prompts,
+        steps=sampler.total_steps(p.steps if spec.hires_steps is not None else spec.steps),
+        hires_steps=None if spec.hires_steps is None else sampler.total_steps(spec.hires_steps),
+        use_old_scheduling=bool(p.opts["use_old_scheduling"]),
     )
+    model_sigmas = samplers.model_sigmas_for(model.alphas_cumprod, sampler)
+    time_ids = _time_ids(model, len(p.seeds), spec.width, spec.height)
+    return CFGDenoiser(
+        unet=model.unet,
+        prediction_type=model.prediction_type,
+        sigma_to_t=model_sigmas.sigma_to_t,
+        conds_at=lambda step: step_conds(conditioning, step),
+        cfg_scale=p.cfg_scale * sampler.cfg_scale_multiplier,
+        extra=UNetInputs(
+            time_ids_cond=time_ids[0] if time_ids else None,
+            time_ids_uncond=time_ids[1] if time_ids else None,
+            image_cond=spec.image_cond if model.is_inpaint else None,
+        ),
+        control=control,
+        s_min_uncond=p.s_min_uncond,
+        init_latent=spec.init_latent if spec.mask is not None else None,
+        mask=spec.mask,
+        nmask=None if spec.mask is None else 1.0 - spec.mask,
+        finish=model_sigmas.finish_denoised,
+    )
+
+
+def _refiner_switch(
+    models: ModelManager,
+    spec: PassSpec,
+    p: Processing,
+    sampler: samplers.SamplerSpec,
+    control: JobControl,
+    base: CFGDenoiser,
+    model_sigmas: samplers.ModelSigmas,
+) -> RefinerSwitch | None:
+    assert spec.refiner is not None
+    name, switch_at = spec.refiner
+    info = models.find_checkpoint(name)  # unknown name -> ModelNotFound before sampling starts
+    p.extra_generation_params["Refiner"] = info.short_title
+    p.extra_generation_params["Refiner switch at"] = switch_at
+
+    def make(stack: ExitStack) -> CFGDenoiser:
+        refiner_model = stack.enter_context(models.use(info))
+        return _denoiser_for(refiner_model, p, spec, sampler, control)
+
+    return RefinerSwitch(base, switch_at, model_sigmas.sigmas, make)

@@ -15,14 +15,14 @@ def tiling_patch(model: Any, enabled: bool) -> Iterator[None]:
     if not enabled:
         yield
         return
-    changed: list[tuple[torch.nn.Conv2d, str]] = []
+    changed: list[tuple[torch.nn.Conv2d, Any]] = []
     for module in (model.unet, model.vae):
         for layer in module.modules():
             if isinstance(layer, torch.nn.Conv2d):
                 changed.append((layer, layer.padding_mode))
-                layer.padding_mode = "circular"
+                layer.padding_mode = "circular"  # type: ignore[assignment]
     try:
         yield
     finally:
         for layer, mode in changed:
-            layer.padding_mode = mode
+            layer.padding_mode = mode  # type: ignore[assignment]

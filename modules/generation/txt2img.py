@@ -66,6 +66,14 @@ def record_hires_params(p: Processing) -> None:
         p.extra_generation_params["Hires checkpoint"] = p.hr_checkpoint_name
 
 
+def refiner_of(p: Processing) -> tuple[str, float] | None:
+    """(checkpoint, switch_at) when the request asks for a refiner that switches before the end."""
+    name = p.refiner_checkpoint
+    if not name or name in ("None", *USE_SAME) or p.refiner_switch_at is None or p.refiner_switch_at >= 1.0:
+        return None
+    return name, float(p.refiner_switch_at)
+
+
 def txt2img_batch(
     p: Processing, model: LoadedModel, control: JobControl, n: int, preview_every: int, models: ModelManager
 ) -> torch.Tensor:
@@ -78,8 +86,9 @@ def txt2img_batch(
         sampler_name=p.sampler_name,
         scheduler=p.scheduler,
         image_cond=_txt2img_image_cond(model, len(p.seeds), p.width, p.height),
+        refiner=refiner_of(p),
     )
-    latents = run_pass(model, p, first, control, preview_every=preview_every)
+    latents = run_pass(model, p, first, control, preview_every=preview_every, models=models)
     if not p.enable_hr:
         return latents
     if n == 0:
