@@ -312,3 +312,14 @@ def test_refiner_takes_over_at_the_switch_point(env: GenEnv) -> None:
     assert "Refiner: tiny-sdxl-refiner [" in refined.infotexts[0]
     assert "Refiner switch at: 0.5" in refined.infotexts[0]
     assert not np.array_equal(pixels(refined.images[0]), pixels(plain.images[0]))
+
+
+def test_override_settings_apply_to_that_request_only(env: GenEnv) -> None:
+    skipped = env.txt2img(
+        prompt="x", seed=1, override_settings={"sd_model_checkpoint": SD1, "CLIP_stop_at_last_layers": 2}
+    )
+    normal = env.txt2img(prompt="x", seed=1)
+    assert "Clip skip: 2" in skipped.infotexts[0]
+    assert "Clip skip" not in normal.infotexts[0]
+    assert env.options.get("CLIP_stop_at_last_layers") == 1
+    assert not np.array_equal(pixels(skipped.images[0]), pixels(normal.images[0]))
