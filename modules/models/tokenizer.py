@@ -42,9 +42,7 @@ def bpe_vocab_path() -> Path:
 def _bytes_to_unicode() -> list[str]:
     """CLIP's reversible byte -> printable unicode table, in CLIP's order."""
     printable = (
-        list(range(ord("!"), ord("~") + 1))
-        + list(range(ord("¡"), ord("¬") + 1))
-        + list(range(ord("®"), ord("ÿ") + 1))
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
     )
     codes = printable[:]
     extra = 0
@@ -57,7 +55,8 @@ def _bytes_to_unicode() -> list[str]:
 
 
 def build_vocab_and_merges(bpe_path: Path) -> tuple[dict[str, int], list[str]]:
-    lines = gzip.open(bpe_path).read().decode("utf-8").split("\n")
+    with gzip.open(bpe_path) as handle:
+        lines = handle.read().decode("utf-8").split("\n")
     merges = lines[1 : _MERGE_COUNT + 1]
     symbols = _bytes_to_unicode()
     tokens = symbols + [s + "</w>" for s in symbols] + ["".join(m.split()) for m in merges]

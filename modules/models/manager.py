@@ -1,0 +1,368 @@
+"""The model manager: which checkpoint is active, a RAM cache of loaded ones, VAE swaps.
+
+One lock serialises loads, unloads and VAE changes. A failed load leaves everything as it was:
+the new model is only registered after it was fully built. Cached but inactive models are
+parked on the offload device (CPU RAM); the active one sits on the compute device according to
+the DevicePolicy (normal, model offload for medvram, sequential offload for lowvram).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from modules.core.devices import DevicePolicy, VramMode, torch_gc
+from modules.core.paths import Paths
+from modules.models.checkpoints import CheckpointInfo, CheckpointRegistry
+from modules.models.errors import ModelNotFound
+from modules.models.families import ModelFamily, is_refiner, is_sdxl
+from modules.models.hashes import HashCache
+from modules.models.loader import Dtypes, load_diffusers_folder, load_single_file, text_encoders_of, tokenizers_of
+from modules.models.vae import (
+    AUTOMATIC,
+    VaeInfo,
+    check_fits,
+    list_vae_files,
+    load_vae_weights,
+    resolve_vae_choice,
+)
+
+log = logging.getLogger(__name__)
+PARKED = "parked"
+
+
+def alphas_cumprod_from(config: Any) -> torch.Tensor:
+    """Cumulative alpha products of the training noise schedule (float64 maths, float32 result, as LDM)."""
+    steps = int(config.get("num_train_timesteps", 1000))
+    start, end = float(config.get("beta_start", 0.00085)), float(config.get("beta_end", 0.012))
+    schedule = config.get("beta_schedule", "scaled_linear")
+    if schedule == "scaled_linear":
+        betas = torch.linspace(start**0.5, end**0.5, steps, dtype=torch.float64) ** 2
+    elif schedule == "linear":
+        betas = torch.linspace(start, end, steps, dtype=torch.float64)
+    else:
+        raise ValueError(f"unsupported beta schedule {schedule!r}")
+    return torch.cumprod(1.0 - betas, dim=0).to(torch.float32)
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    """A checkpoint built into a diffusers pipeline, plus what generation code needs to know about it."""
+
+    checkpoint: CheckpointInfo
+    family: ModelFamily
+    pipe: Any
+    prediction_type: str  # "epsilon" | "v_prediction"
+    vae_info: VaeInfo | None = None  # None: the checkpoint's own VAE
+    vae_hash: str | None = None  # short sha256 (10 hex) of the external VAE file, for infotexts
+    notes: list[str] = field(default_factory=list)
+    alphas_cumprod: torch.Tensor = field(default_factory=lambda: torch.empty(0))
+    _builtin_vae: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+    _pins: int = field(default=0, repr=False)
+    # where the pipeline sits: a VramMode once placed for compute, "parked" in RAM, None unknown
+    _placement: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.alphas_cumprod.numel() == 0:
+            self.alphas_cumprod = alphas_cumprod_from(self.pipe.scheduler.config)
+
+    @property
+    def unet(self) -> Any:
+        return self.pipe.unet
+
+    @property
+    def vae(self) -> Any:
+        return self.pipe.vae
+
+    @property
+    def text_encoders(self) -> list[Any]:
+        """1 (SD1/SD2: CLIP-L or OpenCLIP-H; refiner: OpenCLIP-G) or 2 (SDXL: CLIP-L, OpenCLIP-G)."""
+        return text_encoders_of(self.pipe)
+
+    @property
+    def tokenizers(self) -> list[Any]:
+        return tokenizers_of(self.pipe)
+
+    @property
+    def is_inpaint(self) -> bool:
+        return int(self.pipe.unet.config.in_channels) == 9
+
+    @property
+    def is_sdxl(self) -> bool:
+        return is_sdxl(self.family)
+
+    @property
+    def is_refiner(self) -> bool:
+        return is_refiner(self.family)
+
+    @property
+    def latent_scaling_factor(self) -> float:
+        return float(self.pipe.vae.config.scaling_factor)
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.pipe.vae.config.latent_channels)
+
+    @property
+    def in_use(self) -> bool:
+        return self._pins > 0
+
+
+class ModelManager:
+    def __init__(
+        self,
+        paths: Paths,
+        policy: DevicePolicy,
+        hash_cache: HashCache | None,
+        *,
+        safe_unpickle: bool = True,
+        cache_size: Callable[[], int] = lambda: 0,
+        builtin_checkpoints: Sequence[Path] = (),
+    ) -> None:
+        """`hash_cache=None` disables hashing (--no-hashing); `cache_size` reads sd_checkpoint_cache;
+        `builtin_checkpoints` are always listed, after the user's (the shipped demo model)."""
+        self.paths = paths
+        self.policy = policy
+        self.hash_cache = hash_cache
+        self.safe_unpickle = safe_unpickle
+        self.cache_size = cache_size
+        self.registry = CheckpointRegistry(
+            paths.ckpt_dir, paths.extra_ckpt_files, hash_cache, builtin_files=builtin_checkpoints
+        )
+        self.disk_loads = 0
+        self._lock = threading.RLock()
+        self._cache: OrderedDict[Path, LoadedModel] = OrderedDict()
+        self._active: LoadedModel | None = None
+
+    # --- listing -----------------------------------------------------------------------------
+
+    def refresh(self) -> list[CheckpointInfo]:
+        return self.registry.refresh()
+
+    def list_checkpoints(self) -> list[CheckpointInfo]:
+        return self.registry.checkpoints()
+
+    def find_checkpoint(self, alias: str) -> CheckpointInfo:
+        return self.registry.find(alias)
+
+    def list_vaes(self) -> list[VaeInfo]:
+        return list_vae_files(self.paths.vae_dir, self.paths.ckpt_dir)
+
+    @property
+    def active(self) -> LoadedModel | None:
+        return self._active
+
+    @property
+    def cached(self) -> list[LoadedModel]:
+        """Models held in RAM, least recently used first."""
+        with self._lock:
+            return list(self._cache.values())
+
+    # --- loading -----------------------------------------------------------------------------
+
+    def load(
+        self, checkpoint: str | CheckpointInfo, *, vae: str | None = AUTOMATIC, activate: bool = True
+    ) -> LoadedModel:
+        """The model for a checkpoint (name/title/hash alias or info), from the RAM cache or disk.
+
+        With activate=True it becomes `active`. `vae` is applied with `set_vae` (None: leave as
+        is). Any failure (bad file, unknown VAE, VAE that does not fit) leaves `active` and the
+        cache as they were.
+        """
+        with self._lock:
+            info = checkpoint if isinstance(checkpoint, CheckpointInfo) else self.find_checkpoint(checkpoint)
+            if vae is not None:
+                resolve_vae_choice(vae, info.filename, self.list_vaes())  # unknown names fail before any work
+            model = self._cache.get(info.filename) or self._load_from_disk(info)
+            if vae is not None:
+                self.set_vae(model, vae)
+            self._cache[info.filename] = model
+            self._cache.move_to_end(info.filename)
+            if activate and model is not self._active:
+                previous, self._active = self._active, model
+                if previous is not None and not previous.in_use and previous.checkpoint.filename in self._cache:
+                    self._park(previous)
+            if activate or model.in_use or model is self._active:
+                self._place(model)
+            else:
+                self._park(model)
+            self._evict(keep=model)
+            return model
+
+    def _load_from_disk(self, info: CheckpointInfo) -> LoadedModel:
+        info.calculate_shorthash(self.hash_cache)
+        dtypes = Dtypes(self.policy.unet_dtype, self.policy.vae_dtype, self.policy.text_encoder_dtype)
+        cache_root = self.paths.cache_dir / "tokenizers"
+        if info.is_diffusers_folder:
+            built = load_diffusers_folder(info.filename, tokenizer_cache=cache_root, dtypes=dtypes)
+        else:
+            built = load_single_file(
+                info.filename,
+                tokenizer_cache=cache_root,
+                safe=self.safe_unpickle,
+                dtypes=dtypes,
+                align=self.policy.is_cpu,  # an accelerator copy realigns the weights anyway
+            )
+        self.disk_loads += 1
+        for note in built.notes:
+            log.info("%s: %s", info.name, note)
+        return LoadedModel(info, built.family, built.pipe, built.prediction_type, notes=list(built.notes))
+
+    def _evict(self, keep: LoadedModel | None = None) -> None:
+        """Drop least recently used models beyond sd_checkpoint_cache (never the active, a pinned or `keep`)."""
+        capacity = max(1, int(self.cache_size()))
+        for key in list(self._cache):
+            if len(self._cache) <= capacity:
+                break
+            model = self._cache[key]
+            if model is self._active or model is keep or model.in_use:
+                continue
+            del self._cache[key]
+            self._release(model)
+
+    def unload(self) -> None:
+        """Drop the active model from memory (A1111 "unload checkpoint"); cached others stay."""
+        with self._lock:
+            model, self._active = self._active, None
+            if model is not None and not model.in_use:
+                self._cache.pop(model.checkpoint.filename, None)
+                self._release(model)
+
+    def reload(self) -> LoadedModel | None:
+        """Read the active checkpoint from disk again (e.g. after the file changed)."""
+        with self._lock:
+            model = self._active
+            if model is None:
+                return None
+            fresh = self._load_from_disk(model.checkpoint)
+            choice = str(model.vae_info.filename) if model.vae_info is not None else "None"
+            self._cache[model.checkpoint.filename] = fresh
+            self._active = fresh
+            if not model.in_use:
+                self._release(model)
+            self._place(fresh)
+            self.set_vae(fresh, choice)
+            return fresh
+
+    @contextlib.contextmanager
+    def use(self, model: LoadedModel | str | CheckpointInfo | None = None) -> Iterator[LoadedModel]:
+        """Pin a model on its compute device for the duration of a job; it cannot be evicted meanwhile.
+
+        `model`: a LoadedModel, a checkpoint alias (loaded without becoming active, e.g. a refiner
+        or hires checkpoint), or None for the active model.
+        """
+        with self._lock:
+            if model is None:
+                target = self._active
+            elif isinstance(model, LoadedModel):
+                target = model
+            else:
+                target = self.load(model, activate=False, vae=None)
+            if target is None:
+                raise ModelNotFound("no checkpoint is loaded")
+            target._pins += 1
+            self._place(target)
+        try:
+            yield target
+        finally:
+            with self._lock:
+                target._pins -= 1
+                if not target.in_use:
+                    if target.checkpoint.filename not in self._cache and target is not self._active:
+                        self._release(target)
+                    elif target is not self._active:
+                        self._park(target)
+                    self._evict()
+
+    # --- device placement -------------------------------------------------------------------
+
+    def _mode(self, model: LoadedModel) -> VramMode:
+        return self.policy.vram_mode_for(model.is_sdxl)
+
+    def _place(self, model: LoadedModel) -> None:
+        mode = self._mode(model)
+        if model._placement == mode:
+            return
+        _remove_offload(model)
+        if mode == VramMode.MEDVRAM:
+            model.pipe.enable_model_cpu_offload(device=self.policy.device)
+        elif mode == VramMode.LOWVRAM:
+            model.pipe.enable_sequential_cpu_offload(device=self.policy.device)
+        else:
+            model.pipe.to(self.policy.device)
+        model._placement = mode
+
+    def _park(self, model: LoadedModel) -> None:
+        if model._placement == PARKED:
+            return
+        _remove_offload(model)
+        model.pipe.to(self.policy.offload_device)
+        model._placement = PARKED
+        if self.policy.device != self.policy.offload_device:
+            torch_gc()
+
+    def _release(self, model: LoadedModel) -> None:
+        """Forget a model: off the accelerator, references dropped (memory goes once callers let go)."""
+        self._park(model)
+        model._builtin_vae = None
+        if not self.policy.is_cpu:
+            torch_gc()
+
+    # --- VAE --------------------------------------------------------------------------------
+
+    def set_vae(self, model: LoadedModel, choice: str) -> VaeInfo | None:
+        """Switch the model's VAE: "Automatic", "None" (the checkpoint's own) or a VAE file name."""
+        with self._lock:
+            target = resolve_vae_choice(choice, model.checkpoint.filename, self.list_vaes())
+            if _same_vae(target, model.vae_info):
+                return model.vae_info
+            with _offload_suspended(self, model):
+                if target is None:
+                    if model._builtin_vae is not None:
+                        model.vae.load_state_dict(model._builtin_vae)
+                else:
+                    state = load_vae_weights(target.filename, model.vae.config, safe=self.safe_unpickle)
+                    check_fits(model.vae, state, target.name)
+                    if model._builtin_vae is None:
+                        model._builtin_vae = {
+                            k: v.detach().to("cpu", copy=True) for k, v in model.vae.state_dict().items()
+                        }
+                    model.vae.load_state_dict(state)
+            model.vae_info = target
+            model.vae_hash = None
+            if target is not None and self.hash_cache is not None:
+                model.vae_hash = self.hash_cache.sha256(target.hash_key, target.filename)[:10]
+            return target
+
+
+def _same_vae(a: VaeInfo | None, b: VaeInfo | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a.filename == b.filename
+
+
+def _remove_offload(model: LoadedModel) -> None:
+    if model._placement in (VramMode.MEDVRAM, VramMode.LOWVRAM):
+        model.pipe.remove_all_hooks()
+    model._placement = None
+
+
+@contextlib.contextmanager
+def _offload_suspended(manager: ModelManager, model: LoadedModel) -> Iterator[None]:
+    """Sequential offload keeps weights off the module; lift it while weights are replaced."""
+    if model._placement != VramMode.LOWVRAM:
+        yield
+        return
+    _remove_offload(model)
+    try:
+        yield
+    finally:
+        manager._place(model)
