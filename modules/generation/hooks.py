@@ -7,11 +7,29 @@ provides an implementation that dispatches to each always-on script with its arg
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
 class ScriptHooks:
     """No-op hooks; subclass and override what you need."""
+
+    def for_request(
+        self,
+        tab: str,
+        script_name: str | None = None,
+        script_args: Sequence[Any] = (),
+        alwayson_scripts: Mapping[str, Any] | None = None,
+    ) -> ScriptHooks:
+        """The hooks of one API request (A1111's script_name/script_args/alwayson_scripts)."""
+        return self
+
+    def setup(self, p: Any) -> None:
+        """When `p` gets its scripts and args, before anything else."""
+
+    def run(self, p: Any, control: Any) -> Any:
+        """A chosen dropdown script's run(); its result replaces process(), None means "not handled"."""
+        return None
 
     def before_process(self, p: Any) -> None:
         pass
@@ -38,7 +56,25 @@ class ScriptHooks:
     def postprocess_batch_list(self, p: Any, pp: Any, *, batch_number: int) -> None:
         pass
 
+    def after_extra_networks_activate(self, p: Any, **kwargs: Any) -> None:
+        pass
+
+    def before_hr(self, p: Any) -> None:
+        pass
+
+    def on_mask_blend(self, p: Any, mba: Any) -> None:
+        pass
+
+    def post_sample(self, p: Any, ps: Any) -> None:
+        pass
+
     def postprocess_image(self, p: Any, pp: Any) -> None:
+        pass
+
+    def postprocess_maskoverlay(self, p: Any, ppmo: Any) -> None:
+        pass
+
+    def postprocess_image_after_composite(self, p: Any, pp: Any) -> None:
         pass
 
     def postprocess(self, p: Any, processed: Any) -> None:

@@ -1,0 +1,187 @@
+"""HTTP routes for extensions: A1111's read-only ones and our management routes.
+
+A1111 (shared/reference/http-api.md): GET /sdapi/v1/extensions, /sdapi/v1/scripts,
+/sdapi/v1/script-info. Ours, used by the Extensions tab and scripts: /internal/extensions/...
+(list, install, update, check, remove, enable, disable-all, available, problems) and the
+asset route serving extensions' JS/CSS. Changes need the access gate (--listen without
+--enable-insecure-extension-access refuses them, 403) and, with an admin list, an admin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse
+from pydantic import BaseModel
+
+from modules.extensions import assets
+from modules.extensions.gitops import (
+    ExtensionAccessDenied,
+    ExtensionError,
+    ExtensionExists,
+    ExtensionNotFound,
+    GitOperationFailed,
+)
+from modules.extensions.host import ExtensionHost, InstalledExtension
+from modules.extensions.index import ExtensionIndexError, entry_dict, normalize_git_url
+
+
+class InstallBody(BaseModel):
+    url: str
+    branch: str | None = None
+    folder: str | None = None
+
+
+class NameBody(BaseModel):
+    name: str
+
+
+class EnableBody(BaseModel):
+    name: str
+    enabled: bool
+
+
+class CheckBody(BaseModel):
+    names: list[str] | None = None
+
+
+class DisableAllBody(BaseModel):
+    mode: str
+
+
+def _status(exc: ExtensionError) -> int:
+    if isinstance(exc, ExtensionAccessDenied):
+        return 403
+    if isinstance(exc, ExtensionNotFound):
+        return 404
+    if isinstance(exc, ExtensionExists):
+        return 409
+    if isinstance(exc, GitOperationFailed):
+        return 502
+    return 400
+
+
+def _installed_json(item: InstalledExtension) -> dict[str, Any]:
+    return {**item.a1111_dict(), "is_builtin": item.is_builtin, "path": item.path, "problems": item.problems}
+
+
+def build_router(host: ExtensionHost) -> APIRouter:
+    router = APIRouter()
+
+    def require_admin(request: Request) -> None:
+        user = (request.scope.get("state") or {}).get("user")
+        admins: frozenset[str] = getattr(getattr(host.services, "users", None), "admins", frozenset())
+        if user is not None and admins and user not in admins:
+            raise HTTPException(403, "Only administrators may change extensions.")
+
+    def guarded(request: Request, action: Any) -> Any:
+        require_admin(request)
+        try:
+            return action()
+        except ExtensionError as exc:
+            raise HTTPException(_status(exc), str(exc)) from None
+
+    @router.get("/sdapi/v1/extensions", tags=["extensions"])
+    def list_extensions() -> list[dict[str, Any]]:
+        return [item.a1111_dict() for item in host.installed()]
+
+    @router.get("/sdapi/v1/scripts", tags=["extensions"])
+    def scripts_list() -> dict[str, list[str]]:
+        return host.runner.scripts_list()
+
+    @router.get("/sdapi/v1/script-info", tags=["extensions"])
+    def script_info() -> list[dict[str, Any]]:
+        return host.runner.script_info()
+
+    @router.get("/internal/extensions", tags=["extensions"])
+    def installed() -> dict[str, Any]:
+        return {
+            "access": {"allowed": host.access.allowed, "reason": host.access.reason},
+            "disable_all_extensions": host.disable_mode().value,
+            "extensions": [_installed_json(i) for i in host.installed()],
+        }
+
+    @router.post("/internal/extensions/install", tags=["extensions"])
+    def install(body: InstallBody, request: Request) -> dict[str, Any]:
+        outcome = guarded(request, lambda: host.install(body.url, branch=body.branch, folder=body.folder))
+        return {
+            "name": outcome.name,
+            "version": outcome.info.version,
+            "branch": outcome.info.branch,
+            "installer_ok": outcome.installer_ok,
+            "output": outcome.output,
+            "restart_needed": True,
+        }
+
+    @router.post("/internal/extensions/update", tags=["extensions"])
+    def update(body: NameBody, request: Request) -> dict[str, Any]:
+        info = guarded(request, lambda: host.update(body.name))
+        return {"name": body.name, **asdict(info), "restart_needed": True}
+
+    @router.post("/internal/extensions/check", tags=["extensions"])
+    def check(body: CheckBody, request: Request) -> dict[str, str]:
+        return dict(guarded(request, lambda: host.check_updates(body.names)))
+
+    @router.post("/internal/extensions/remove", tags=["extensions"])
+    def remove(body: NameBody, request: Request) -> dict[str, Any]:
+        guarded(request, lambda: host.remove(body.name))
+        return {"name": body.name, "removed": True, "restart_needed": True}
+
+    @router.post("/internal/extensions/enable", tags=["extensions"])
+    def enable(body: EnableBody, request: Request) -> dict[str, Any]:
+        require_admin(request)
+        try:
+            host.set_enabled(body.name, body.enabled)
+        except LookupError as exc:
+            raise HTTPException(404, str(exc)) from None
+        return {"name": body.name, "enabled": body.enabled, "restart_needed": True}
+
+    @router.post("/internal/extensions/disable-all", tags=["extensions"])
+    def disable_all(body: DisableAllBody, request: Request) -> dict[str, Any]:
+        require_admin(request)
+        try:
+            host.set_disable_all(body.mode)
+        except ValueError:
+            raise HTTPException(400, "mode must be one of: none, extra, all") from None
+        return {"disable_all_extensions": body.mode, "restart_needed": True}
+
+    @router.get("/internal/extensions/available", tags=["extensions"])
+    def available(
+        url: str | None = None, tag: str | None = None, hide_tags: str = "", hide_installed: bool = True, q: str = ""
+    ) -> dict[str, Any]:
+        try:
+            data, entries = host.available(
+                url,
+                only_tags=[tag] if tag else [],
+                hide_tags=[t for t in hide_tags.split(",") if t],
+                hide_installed=hide_installed,
+                search=q,
+            )
+        except ExtensionIndexError as exc:
+            raise HTTPException(400, str(exc)) from None
+        installed = {normalize_git_url(i.git.remote) for i in host.installed()}
+        return {
+            "tags": data.tags,
+            "extensions": [entry_dict(e, normalize_git_url(e.url) in installed) for e in entries],
+        }
+
+    @router.get("/internal/extensions/problems", tags=["extensions"])
+    def problems() -> list[dict[str, Any]]:
+        return [{"extension": p.extension, "where": p.where, "error": p.error, "at": p.at} for p in host.problem_list()]
+
+    @router.get(assets.ASSET_ROUTE + "/{name}/{relative:path}", include_in_schema=False)
+    def asset(name: str, relative: str) -> FileResponse:
+        path = assets.resolve_asset(host.active(), name, relative)
+        if path is None:
+            raise HTTPException(404, "Not found")
+        media = "text/javascript" if path.suffix.lower() in (".js", ".mjs") else None
+        return FileResponse(path, media_type=media)
+
+    return router
+
+
+def register_extension_routes(app: FastAPI, host: ExtensionHost) -> None:
+    """Add the routes to `app` (call before the Gradio UI is mounted at "/")."""
+    app.include_router(build_router(host))

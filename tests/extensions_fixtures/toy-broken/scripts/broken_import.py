@@ -1,0 +1,1 @@
+raise RuntimeError("toy extension is broken on purpose")
