@@ -1,200 +1,227 @@
-"""The Gradio front end. Components bind to request fields by name (see `_request_from`).
+"""The Gradio front end: builds every tab and mounts the UI on the FastAPI app.
 
-Tabs present here are the ones that work end to end; the others arrive with their issues.
+`create_ui(services)` builds the Blocks; `mount_ui(app, services)` mounts it at "/" with the
+page's JavaScript (A1111 globals, javascript/*.js), CSS (style.css, extensions, user.css) and
+theme, and keeps a handle (`UiHost`) that "Reload UI" uses to rebuild the Blocks in place.
+Tab order and hidden tabs follow the ui_tab_order / hidden_tabs settings.
 """
 
 from __future__ import annotations
 
+import html
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
-from PIL import Image
+from fastapi import FastAPI
+from starlette.routing import Mount
 
+from modules.core.paths import REPO_ROOT
 from modules.core.services import Services
-from modules.generation import samplers
-from modules.generation.requests import Img2ImgRequest, Txt2ImgRequest
+from modules.ui.common import UiContext
+from modules.ui.extra_networks import catalogue_for
+from modules.ui.extras import build_extras
+from modules.ui.img2img import build_img2img
+from modules.ui.merger import build_merger
+from modules.ui.pnginfo import build_pnginfo, wire_pnginfo_send
+from modules.ui.quicksettings import build_quicksettings
+from modules.ui.settings import build_settings, settings_json
+from modules.ui.toprow import TokenCounter
+from modules.ui.txt2img import build_txt2img
+from modules.ui.ui_config import UiConfig
+from modules.ui.wiring import wire_send_to
 
-# UI defaults that differ from the API's (A1111: steps 20 in the UI, 50 in the API; Euler a).
-UI_DEFAULTS = {"steps": 20, "sampler_name": "Euler a", "scheduler": "Automatic"}
+log = logging.getLogger(__name__)
+
+SCRIPT_FILE = REPO_ROOT / "script.js"  # the globals every other script uses: loaded first
+JAVASCRIPT_DIR = REPO_ROOT / "javascript"
+STYLE_FILE = REPO_ROOT / "style.css"
 
 
-def _generation_controls(tab: str) -> dict[str, Any]:
-    """The shared sampler/size/seed controls; dict keys are request field names."""
-    c: dict[str, Any] = {}
-    with gr.Row():
-        c["sampler_name"] = gr.Dropdown(
-            samplers.sampler_names(),
-            value=UI_DEFAULTS["sampler_name"],
-            label="Sampling method",
-            elem_id=f"{tab}_sampling",
+@dataclass(frozen=True)
+class ExtensionTab:
+    """A tab an extension adds (A1111 on_ui_tabs: (blocks, title, elem_id))."""
+
+    blocks: gr.Blocks
+    title: str
+    elem_id: str
+
+
+@dataclass
+class UiAssets:
+    """Scripts and stylesheets for the page head (extensions add theirs)."""
+
+    scripts: list[Path] = field(default_factory=list)
+    stylesheets: list[Path] = field(default_factory=list)
+
+
+def order_tabs(labels: Sequence[str], tab_order: Sequence[str], hidden: Sequence[str]) -> list[str]:
+    """Labels in ui_tab_order first (in that order), then the rest as built; hidden_tabs removed."""
+    hidden_set = set(hidden)
+    first = [label for label in tab_order if label in labels]
+    rest = [label for label in labels if label not in first]
+    return [label for label in first + rest if label not in hidden_set]
+
+
+def create_ui(
+    services: Services,
+    *,
+    reload_ui: Callable[[], None] | None = None,
+    extension_tabs: Sequence[ExtensionTab] = (),
+) -> gr.Blocks:
+    """Build the whole UI for these services (no model is loaded here)."""
+    paths = services.paths
+    ctx = UiContext(services, UiConfig.load(paths.ui_config_file))
+    ctx.networks = catalogue_for(ctx)
+    counter = TokenCounter(paths.cache_dir / "tokenizers")
+    settings = ctx.settings
+    pnginfo_parts: dict[str, Any] = {}
+    builders: dict[str, tuple[str, Callable[[], Any]]] = {
+        "txt2img": ("txt2img", lambda: build_txt2img(ctx, counter)),
+        "img2img": ("img2img", lambda: build_img2img(ctx, counter)),
+        "Extras": ("extras", lambda: build_extras(ctx)),
+        "PNG Info": ("pnginfo", lambda: pnginfo_parts.update(build_pnginfo(ctx))),
+        "Checkpoint Merger": ("modelmerger", lambda: build_merger(ctx)),
+    }
+    for ext in extension_tabs:
+        builders[ext.title] = (ext.elem_id, ext.blocks.render)
+    with gr.Blocks(title="Stable Diffusion", analytics_enabled=False) as demo:
+        json_box = gr.Textbox(settings_json(services.options), visible="hidden", elem_id="settings_json")
+        quick = build_quicksettings(ctx, json_box)
+        labels = order_tabs(
+            [*builders, "Settings"], settings.get("ui_tab_order") or [], settings.get("hidden_tabs") or []
         )
-        c["scheduler"] = gr.Dropdown(
-            [s.label for s in samplers.SCHEDULERS],
-            value=UI_DEFAULTS["scheduler"],
-            label="Schedule type",
-            elem_id=f"{tab}_scheduler",
-        )
-        c["steps"] = gr.Slider(
-            1, 150, value=UI_DEFAULTS["steps"], step=1, label="Sampling steps", elem_id=f"{tab}_steps"
-        )
-    with gr.Row():
-        c["width"] = gr.Slider(64, 2048, value=512, step=8, label="Width", elem_id=f"{tab}_width")
-        c["height"] = gr.Slider(64, 2048, value=512, step=8, label="Height", elem_id=f"{tab}_height")
-    with gr.Row():
-        c["n_iter"] = gr.Slider(1, 100, value=1, step=1, label="Batch count", elem_id=f"{tab}_batch_count")
-        c["batch_size"] = gr.Slider(1, 8, value=1, step=1, label="Batch size", elem_id=f"{tab}_batch_size")
-        c["cfg_scale"] = gr.Slider(1.0, 30.0, value=7.0, step=0.5, label="CFG Scale", elem_id=f"{tab}_cfg_scale")
-    with gr.Row():
-        c["seed"] = gr.Number(-1, label="Seed", precision=0, elem_id=f"{tab}_seed")
-        c["subseed"] = gr.Number(-1, label="Variation seed", precision=0, elem_id=f"{tab}_subseed")
-        c["subseed_strength"] = gr.Slider(
-            0.0, 1.0, value=0.0, step=0.01, label="Variation strength", elem_id=f"{tab}_subseed_strength"
-        )
-    return c
-
-
-def _prompt_row(tab: str) -> dict[str, Any]:
-    c: dict[str, Any] = {}
-    c["prompt"] = gr.Textbox(label="Prompt", lines=3, elem_id=f"{tab}_prompt")
-    c["negative_prompt"] = gr.Textbox(label="Negative prompt", lines=2, elem_id=f"{tab}_neg_prompt")
-    return c
-
-
-def _run_job(services: Services, kind: str, fn: Any, request: gr.Request | None) -> tuple[list[Image.Image], str]:
-    user = getattr(request, "username", None) if request is not None else None
-    job = services.jobs.submit(kind, fn, owner=user)
-    result = job.wait()
-    info = result.infotexts[result.index_of_first_image] if result.infotexts else ""
-    html = "<p>" + info.replace("&", "&amp;").replace("<", "&lt;").replace("\n", "<br>") + "</p>"
-    if result.interrupted:
-        html += "<p><b>Interrupted</b></p>"
-    return result.images, html
-
-
-def _txt2img_tab(services: Services, generation: Any) -> None:
-    with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
-        fields = _prompt_row("txt2img")
-        with gr.Row():
-            generate = gr.Button("Generate", variant="primary", elem_id="txt2img_generate")
-            interrupt = gr.Button("Interrupt", elem_id="txt2img_interrupt")
-            skip = gr.Button("Skip", elem_id="txt2img_skip")
-        fields.update(_generation_controls("txt2img"))
-        with gr.Accordion("Hires. fix", open=False, elem_id="txt2img_hr"):
-            fields["enable_hr"] = gr.Checkbox(False, label="Hires. fix", elem_id="txt2img_hr-checkbox")
-            fields["hr_upscaler"] = gr.Dropdown(
-                [
-                    "Latent",
-                    "Latent (antialiased)",
-                    "Latent (bicubic)",
-                    "Latent (bicubic antialiased)",
-                    "Latent (nearest)",
-                    "Latent (nearest-exact)",
-                    "Lanczos",
-                    "Nearest",
-                ],
-                value="Latent",
-                label="Upscaler",
-                elem_id="txt2img_hr_upscaler",
-            )
-            fields["hr_second_pass_steps"] = gr.Slider(
-                0, 150, value=0, step=1, label="Hires steps", elem_id="txt2img_hires_steps"
-            )
-            fields["denoising_strength"] = gr.Slider(0.0, 1.0, value=0.7, step=0.01, label="Denoising strength")
-            fields["hr_scale"] = gr.Slider(
-                1.0, 4.0, value=2.0, step=0.05, label="Upscale by", elem_id="txt2img_hr_scale"
-            )
-        fields["tiling"] = gr.Checkbox(False, label="Tiling", elem_id="txt2img_tiling")
-        gallery = gr.Gallery(label="Output", format="png", elem_id="txt2img_gallery", columns=4)
-        info = gr.HTML(elem_id="html_info_txt2img")
-        names = list(fields)
-
-        def run(*values: Any, request: gr.Request) -> tuple[list[Image.Image], str]:
-            req = Txt2ImgRequest(**_request_from(names, values), save_images=True)
-            return _run_job(
-                services,
-                "txt2img",
-                lambda control: generation.txt2img(req, control, user=getattr(request, "username", None)),
-                request,
-            )
-
-        generate.click(run, inputs=[fields[n] for n in names], outputs=[gallery, info])
-        interrupt.click(
-            lambda request: services.jobs.interrupt(user=getattr(request, "username", None)) and None,
-            inputs=None,
-            outputs=None,
-        )
-        skip.click(
-            lambda request: services.jobs.skip(user=getattr(request, "username", None)) and None,
-            inputs=None,
-            outputs=None,
-        )
-
-
-def _img2img_tab(services: Services, generation: Any) -> None:
-    with gr.Tab("img2img", id="img2img", elem_id="tab_img2img"):
-        fields = _prompt_row("img2img")
-        generate = gr.Button("Generate", variant="primary", elem_id="img2img_generate")
-        with gr.Tabs(elem_id="mode_img2img"):
-            with gr.Tab("img2img", id="img2img_img2img_tab"):
-                init = gr.Image(type="pil", label="Image for img2img", format="png", elem_id="img2img_image")
-            with gr.Tab("Inpaint upload", id="img2img_inpaint_upload_tab"):
-                base = gr.Image(type="pil", label="Image", format="png", elem_id="img_inpaint_base")
-                mask = gr.Image(type="pil", label="Mask", format="png", elem_id="img_inpaint_mask")
-        fields["resize_mode"] = gr.Radio(
-            ["Just resize", "Crop and resize", "Resize and fill", "Just resize (latent upscale)"],
-            value="Just resize",
-            type="index",
-            label="Resize mode",
-            elem_id="resize_mode",
-        )
-        fields["denoising_strength"] = gr.Slider(
-            0.0, 1.0, value=0.75, step=0.01, label="Denoising strength", elem_id="img2img_denoising_strength"
-        )
-        fields["mask_blur"] = gr.Slider(0, 64, value=4, step=1, label="Mask blur")
-        fields["inpainting_fill"] = gr.Radio(
-            ["fill", "original", "latent noise", "latent nothing"],
-            value="original",
-            type="index",
-            label="Masked content",
-        )
-        fields["inpaint_full_res"] = gr.Radio(
-            ["Whole picture", "Only masked"], value="Whole picture", type="index", label="Inpaint area"
-        )
-        fields["inpaint_full_res_padding"] = gr.Slider(0, 256, value=32, step=4, label="Only masked padding")
-        fields.update(_generation_controls("img2img"))
-        gallery = gr.Gallery(label="Output", format="png", elem_id="img2img_gallery", columns=4)
-        info = gr.HTML(elem_id="html_info_img2img")
-        names = list(fields)
-
-        def run(
-            init_image: Any, base_image: Any, mask_image: Any, *values: Any, request: gr.Request
-        ) -> tuple[list[Image.Image], str]:
-            image, mask_img = (base_image, mask_image) if base_image is not None else (init_image, None)
-            if image is None:
-                raise gr.Error("Upload an image first.")
-            req = Img2ImgRequest(**_request_from(names, values), save_images=True)
-            user = getattr(request, "username", None)
-            return _run_job(
-                services,
-                "img2img",
-                lambda control: generation.img2img(req, control, user=user, init_images=[image], mask=mask_img),
-                request,
-            )
-
-        generate.click(run, inputs=[init, base, mask] + [fields[n] for n in names], outputs=[gallery, info])
-
-
-def _request_from(names: list[str], values: tuple[Any, ...]) -> dict[str, Any]:
-    data = dict(zip(names, values, strict=True))
-    for key in ("seed", "subseed", "steps", "n_iter", "batch_size", "width", "height", "hr_second_pass_steps"):
-        if key in data and data[key] is not None:
-            data[key] = int(data[key])
-    return data
-
-
-def create_ui(services: Services) -> gr.Blocks:
-    generation = services.generation
-    with gr.Blocks(title="Stable Diffusion") as demo, gr.Tabs(elem_id="tabs"):
-        _txt2img_tab(services, generation)
-        _img2img_tab(services, generation)
+        if "Settings" not in labels:
+            labels.append("Settings")  # never hide the only way back
+        setting_components = dict(quick)
+        with gr.Tabs(elem_id="tabs") as tabs:
+            ctx.targets.main_tabs = tabs
+            for label in labels:
+                tab_id = "settings" if label == "Settings" else builders[label][0]
+                with gr.Tab(label, id=tab_id, elem_id=f"tab_{tab_id}", render_children=True):
+                    if label == "Settings":
+                        setting_components.update(build_settings(ctx, json_box, reload_ui, skip=list(quick)).components)
+                    else:
+                        builders[label][1]()
+        wire_send_to(ctx)
+        if pnginfo_parts:
+            wire_pnginfo_send(ctx, pnginfo_parts)
+        gr.HTML(_footer(services), elem_id="footer")
+        _show_current_settings(demo, ctx, setting_components, json_box)
+    ctx.ui_config.save_if_changed()
     return demo
+
+
+def _show_current_settings(demo: gr.Blocks, ctx: UiContext, components: dict[str, Any], json_box: Any) -> None:
+    """Every page load shows the stored settings (the Blocks keep the values they were built with)."""
+    keys = list(components)
+
+    def current() -> list[Any]:
+        options = ctx.services.options
+        values = [options.get(k) for k in keys]
+        return [*(gr.update(value=v) if v not in (None, "") else gr.update() for v in values), settings_json(options)]
+
+    demo.load(current, outputs=[*(components[k] for k in keys), json_box], show_progress="hidden", queue=False)
+
+
+def _footer(services: Services) -> str:
+    links = ['<a href="/docs">API</a>'] if services.args.api else []
+    return '<div class="versions">' + " • ".join([*links, "Stable Diffusion web UI (A1111-compatible)"]) + "</div>"
+
+
+# --- page assets ---------------------------------------------------------------------------------
+
+
+def page_head(services: Services, assets: UiAssets) -> str:
+    """<script> tags for javascript/*.js then extension scripts; the forced theme, if any."""
+    parts = []
+    theme = services.args.theme
+    if theme:
+        parts.append(
+            "<script>(function(){var u=new URL(window.location);"
+            f"if(u.searchParams.get('__theme')!=={theme!r}){{u.searchParams.set('__theme',{theme!r});"
+            "window.location.replace(u.toString());}})();</script>"
+        )
+    scripts = sorted(JAVASCRIPT_DIR.glob("*.js")) if JAVASCRIPT_DIR.is_dir() else []
+    for path in [SCRIPT_FILE, *scripts, *assets.scripts]:
+        code = path.read_text(encoding="utf8").replace("</script", "<\\/script")
+        parts.append(f"<script>/* {html.escape(path.name)} */\n{code}\n</script>")
+    return "\n".join(parts)
+
+
+def page_css(services: Services, assets: UiAssets) -> str:
+    files = [STYLE_FILE, *assets.stylesheets, services.paths.data_dir / "user.css"]
+    return "\n".join(p.read_text(encoding="utf8") for p in files if p.is_file())
+
+
+def gradio_auth(services: Services) -> list[tuple[str, str]] | None:
+    """--gradio-auth "u:p,u2:p2" and --gradio-auth-path (lines or commas)."""
+    args = services.args
+    entries: list[str] = []
+    if args.gradio_auth:
+        entries += args.gradio_auth.split(",")
+    if args.gradio_auth_path:
+        text = Path(args.gradio_auth_path).read_text(encoding="utf8")
+        entries += [e for line in text.splitlines() for e in line.split(",")]
+    pairs = [tuple(e.strip().split(":", 1)) for e in entries if ":" in e]
+    return [(u, p) for u, p in pairs] or None
+
+
+# --- mounting and reloading ------------------------------------------------------------------------
+
+
+class UiHost:
+    """Owns the mounted UI; `reload()` rebuilds it from current settings (A1111 "Reload UI")."""
+
+    def __init__(self, app: FastAPI, services: Services, assets: UiAssets, extension_tabs: Sequence[ExtensionTab]):
+        self.app = app
+        self.services = services
+        self.assets = assets
+        self.extension_tabs = list(extension_tabs)
+        self._lock = threading.Lock()
+        self.blocks: gr.Blocks | None = None
+
+    def _mount_kwargs(self) -> dict[str, Any]:
+        paths = self.services.paths
+        allowed = [str(paths.outputs_dir), str(paths.data_dir / "log")]
+        return {
+            "path": "/",
+            "css": page_css(self.services, self.assets),
+            "head": page_head(self.services, self.assets),
+            "allowed_paths": allowed,
+            "auth": gradio_auth(self.services),
+            "footer_links": ["api"] if self.services.args.api else [],
+            "show_error": True,
+        }
+
+    def mount(self) -> FastAPI:
+        self.blocks = create_ui(self.services, reload_ui=self.reload, extension_tabs=self.extension_tabs)
+        return gr.mount_gradio_app(self.app, self.blocks, **self._mount_kwargs())
+
+    def reload(self) -> None:
+        """Build a fresh Blocks and swap it into the existing mount (runs its queue first)."""
+        with self._lock:
+            scratch = FastAPI()
+            blocks = create_ui(self.services, reload_ui=self.reload, extension_tabs=self.extension_tabs)
+            gr.mount_gradio_app(scratch, blocks, **self._mount_kwargs())
+            fresh = next(r for r in scratch.router.routes if isinstance(r, Mount) and r.path == "")
+            fresh.app.get_blocks().run_startup_events()  # type: ignore[attr-defined]
+            for route in self.app.router.routes:
+                if isinstance(route, Mount) and route.path == "":
+                    route.app = fresh.app
+            old, self.blocks = self.blocks, blocks
+            if old is not None and old._queue is not None:
+                old._queue.close()
+
+
+def mount_ui(
+    app: FastAPI, services: Services, *, assets: UiAssets | None = None, extension_tabs: Sequence[ExtensionTab] = ()
+) -> FastAPI:
+    """Mount the UI at "/" on `app` (what server.build_app calls unless --nowebui)."""
+    host = UiHost(app, services, assets or UiAssets(), extension_tabs)
+    app.state.ui_host = host
+    return host.mount()

@@ -1,0 +1,139 @@
+"""Extra networks panel under the prompts: cards for Textual Inversion, Hypernetworks and Lora
+(backend: modules.networks.catalogue), with search, sort and refresh. Clicking a card inserts
+its tag into the prompt (LoRA: `<lora:name:weight>` with the preferred weight and activation text).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+from PIL import Image
+
+from modules.networks.catalogue import Card, NetworkCatalogue
+from modules.ui.common import UiContext, tool_button
+
+log = logging.getLogger(__name__)
+
+PAGES = (("Textual Inversion", "textual_inversion"), ("Hypernetworks", "hypernetworks"), ("Lora", "lora"))
+SORTS = ("Name", "Date Modified")
+
+
+@dataclass(frozen=True)
+class CardData:
+    name: str
+    tag: str  # text inserted into the prompt
+    negative: str  # text inserted into the negative prompt
+    path: Path
+    card: Card
+
+    @property
+    def mtime(self) -> float:
+        try:
+            return self.path.stat().st_mtime
+        except OSError:
+            return 0.0
+
+
+def _weight(value: float) -> str:
+    return f"{value:g}"
+
+
+def page_cards(catalogue: NetworkCatalogue, page: str, default_multiplier: float) -> list[CardData]:
+    if page == "lora":
+        out = []
+        for info in catalogue.loras():
+            weight = info.preferred_weight or default_multiplier
+            tag = f"<lora:{info.alias if info.alias else info.name}:{_weight(weight)}>"
+            if info.activation_text:
+                tag += f" {info.activation_text}"
+            out.append(CardData(info.name, tag, info.negative_text, info.path, info.card))
+        return out
+    if page == "hypernetworks":
+        return [
+            CardData(h.name, f"<hypernet:{h.name}:{_weight(default_multiplier)}>", "", h.path, h.card)
+            for h in catalogue.hypernetworks()
+        ]
+    scan = catalogue.embeddings()
+    cards = scan.cards()
+    return [CardData(f.name, f.name, "", f.path, cards.get(f.name, Card())) for f in scan.files]
+
+
+def _thumbnail(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        with Image.open(path) as image:
+            image.thumbnail((256, 256))
+            buf = io.BytesIO()
+            image.convert("RGB").save(buf, format="JPEG", quality=85)
+    except OSError as exc:
+        log.warning("cannot read preview %s: %s", path, exc)
+        return None
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def cards_html(tab: str, page: str, cards: list[CardData], search: str = "", sort: str = "Name") -> str:
+    query = search.strip().lower()
+    shown = [c for c in cards if not query or query in c.name.lower() or query in c.card.description.lower()]
+    if sort == "Date Modified":
+        shown.sort(key=lambda c: c.mtime, reverse=True)
+    else:
+        shown.sort(key=lambda c: c.name.lower())
+    if not shown:
+        return f'<div class="extra-network-empty" id="{tab}_{page}_cards">Nothing here. Add files to the folder and press refresh.</div>'
+    parts = []
+    for c in shown:
+        preview = _thumbnail(c.card.preview)
+        style = f' style="background-image: url({preview})"' if preview else ""
+        args = html.escape(json.dumps([tab, c.tag, c.negative]))
+        parts.append(
+            f'<div class="card" data-name="{html.escape(c.name)}"{style} data-args="{args}">'
+            f'<div class="actions"><span class="name">{html.escape(c.name)}</span>'
+            f'<span class="description">{html.escape(c.card.description)}</span></div></div>'
+        )
+    return f'<div class="extra-network-cards" id="{tab}_{page}_cards">' + "".join(parts) + "</div>"
+
+
+def catalogue_for(ctx: UiContext) -> NetworkCatalogue:
+    """The services' catalogue when the composition root provides one, else one over the same paths."""
+    existing = getattr(ctx.services, "networks", None)
+    catalogue = getattr(existing, "catalogue", existing)
+    if isinstance(catalogue, NetworkCatalogue):
+        return catalogue
+    from modules.models.hashes import HashCache
+
+    return NetworkCatalogue(ctx.services.paths, HashCache(ctx.services.paths.hash_cache_file))
+
+
+def build_extra_networks(ctx: UiContext, tab: str, catalogue: NetworkCatalogue) -> None:
+    multiplier = float(ctx.settings.get("extra_networks_default_multiplier", 1.0))
+    with gr.Accordion("Extra networks", open=False, elem_id=f"{tab}_extra_networks"):
+        with gr.Row(elem_id=f"{tab}_extra_networks_controls"):
+            search = gr.Textbox(placeholder="Search...", show_label=False, elem_id=f"{tab}_extra_search", scale=4)
+            sort = gr.Dropdown(list(SORTS), value="Name", show_label=False, elem_id=f"{tab}_extra_sort", scale=1)
+            refresh = tool_button("🔄", f"{tab}_extra_refresh")
+        pages = []
+        with gr.Tabs(elem_id=f"{tab}_extra_tabs"):
+            for label, page in PAGES:
+                with gr.Tab(label, id=f"{tab}_{page}", elem_id=f"{tab}_{page}", render_children=True):
+                    pages.append((page, gr.HTML(cards_html(tab, page, page_cards(catalogue, page, multiplier)))))
+
+    def render(query: str, order: str, rescan: bool) -> list[str]:
+        if rescan:
+            catalogue.refresh()
+        return [
+            cards_html(tab, page, page_cards(catalogue, page, multiplier), query or "", order or "Name")
+            for page, _ in pages
+        ]
+
+    outputs = [component for _, component in pages]
+    search.change(lambda q, o: render(q, o, False), inputs=[search, sort], outputs=outputs, show_progress="hidden")
+    sort.change(lambda q, o: render(q, o, False), inputs=[search, sort], outputs=outputs, show_progress="hidden")
+    refresh.click(lambda q, o: render(q, o, True), inputs=[search, sort], outputs=outputs)

@@ -1,0 +1,181 @@
+"""The Settings tab: every registered option by section, search, apply (config.json), reload UI,
+the Defaults page (ui-config.json) and "show all pages"."""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import gradio as gr
+from gradio.components import Component
+
+from modules.core.options import OptionError, OptionInfo, Options
+from modules.ui.common import UiContext
+from modules.ui.option_components import ChoicesFn, option_component, runtime_choices
+
+
+@dataclass
+class ApplyResult:
+    changed: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+    needs_reload_ui: list[str] = field(default_factory=list)
+    needs_restart: list[str] = field(default_factory=list)
+
+    def html(self, options: Options) -> str:
+        parts = [
+            f"<p>{len(self.changed)} settings changed"
+            + (": " + ", ".join(self.changed) if self.changed else ".")
+            + "</p>"
+        ]
+        for key, message in self.errors.items():
+            parts.append(f'<p class="error">{html.escape(key)}: {html.escape(message)}</p>')
+        if self.needs_reload_ui:
+            parts.append('<p class="restart-notice">Reload UI to apply: ' + ", ".join(self.needs_reload_ui) + "</p>")
+        if self.needs_restart:
+            parts.append(
+                '<p class="restart-notice">Restart the server to apply: ' + ", ".join(self.needs_restart) + "</p>"
+            )
+        return '<div id="settings_result_text">' + "".join(parts) + "</div>"
+
+
+def frozen_keys(ctx: UiContext) -> set[str]:
+    """--freeze-settings, --freeze-settings-in-sections, --freeze-specific-settings (A1111)."""
+    args = ctx.services.args
+    registry = ctx.services.registry.options
+    if args.freeze_settings:
+        return set(registry)
+    sections = {s.strip() for s in (args.freeze_settings_in_sections or "").split(",") if s.strip()}
+    keys = {s.strip() for s in (args.freeze_specific_settings or "").split(",") if s.strip()}
+    return keys | {k for k, info in registry.items() if info.section[0] in sections}
+
+
+def apply_settings(
+    options: Options,
+    keys: Sequence[str],
+    values: Sequence[Any],
+    frozen: set[str] = frozenset(),  # type: ignore[assignment]
+) -> ApplyResult:
+    """Validate and store the shown values; saves config.json when anything changed."""
+    result = ApplyResult()
+    for key, value in zip(keys, values, strict=True):
+        if key in frozen or value is None:
+            continue
+        info = options.registry[key]
+        try:
+            changed = options.set(key, value)
+        except OptionError as exc:
+            result.errors[key] = str(exc)
+            continue
+        if changed:
+            result.changed.append(key)
+            if info.needs_reload_ui:
+                result.needs_reload_ui.append(info.label)
+            if info.needs_restart:
+                result.needs_restart.append(info.label)
+    if result.changed:
+        options.save()
+    return result
+
+
+def settings_json(options: Options) -> str:
+    return json.dumps(options.as_dict(), ensure_ascii=False, default=str)
+
+
+@dataclass
+class SettingsTab:
+    components: dict[str, Component]
+    json_box: gr.Textbox
+    result: gr.HTML
+
+
+def _visible_options(ctx: UiContext) -> dict[tuple[str, str], list[OptionInfo]]:
+    return {
+        section: [o for o in infos if not o.hidden]
+        for section, infos in ctx.services.registry.sections().items()
+        if any(not o.hidden for o in infos)
+    }
+
+
+def build_settings(
+    ctx: UiContext, json_box: gr.Textbox, reload_ui: Callable[[], None] | None, skip: Sequence[str] = ()
+) -> SettingsTab:
+    """`skip`: options shown elsewhere (quicksettings own their `setting_<key>` element)."""
+    options = ctx.services.options
+    choices = runtime_choices(ctx.services)
+    frozen = frozen_keys(ctx)
+    components: dict[str, Component] = {}
+    with gr.Row(elem_id="settings_top"):
+        submit = gr.Button(
+            "Apply settings",
+            variant="primary",
+            elem_id="settings_submit",
+            interactive=len(frozen) < len(ctx.services.registry.options),
+        )
+        restart = gr.Button("Reload UI", elem_id="settings_restart_gradio", visible=reload_ui is not None)
+        show_all = gr.Button("Show all pages", elem_id="settings_show_all_pages")
+        gr.Textbox(placeholder="Search...", show_label=False, elem_id="settings_search", container=False, min_width=200)
+    result = gr.HTML(elem_id="settings_result")
+    with gr.Tabs(elem_id="settings"):
+        for (section_id, title), infos in _visible_options(ctx).items():
+            with gr.Tab(title, id=f"settings_{section_id}", elem_id=f"settings_{section_id}", render_children=True):
+                for info in (i for i in infos if i.key not in skip):
+                    with gr.Row(elem_classes=["setting-item"]):
+                        component = _component(info, options.get(info.key), choices.get(info.key))
+                    if info.key in frozen:
+                        component.interactive = False
+                    components[info.key] = component
+        with gr.Tab("Defaults", id="settings_tab_defaults", elem_id="settings_tab_defaults", render_children=True):
+            _defaults_page(ctx)
+    keys = list(components)
+
+    def apply(*values: Any) -> dict[Component, Any]:
+        outcome = apply_settings(options, keys, values, frozen)
+        return {result: outcome.html(options), json_box: settings_json(options)}
+
+    submit.click(apply, inputs=[components[k] for k in keys], outputs=[result, json_box])
+    show_all.click(None, js="() => { gradioApp().getElementById('settings').classList.toggle('show-all-pages'); }")
+    if reload_ui is not None:
+        restart.click(reload_ui, queue=False).then(
+            None, js="() => { setTimeout(() => window.location.reload(), 1500); }"
+        )
+    return SettingsTab(components, json_box, result)
+
+
+def _component(info: OptionInfo, value: Any, choices: ChoicesFn | None) -> Component:
+    component = option_component(info, value, choices=choices)
+    component.elem_classes = [*(component.elem_classes or []), "setting"]
+    return component
+
+
+def _defaults_page(ctx: UiContext) -> None:
+    config = ctx.ui_config
+    gr.HTML(
+        "<p>This page allows you to change default values in UI elements on other tabs. Make your changes, "
+        "press 'View changes' to review what will be changed, then press 'Apply' to save them. New defaults "
+        "will take effect after you reload the UI.</p>"
+    )
+    with gr.Row():
+        view = gr.Button("View changes", elem_id="ui_defaults_view")
+        apply = gr.Button("Apply", elem_id="ui_defaults_apply", variant="primary")
+    table = gr.HTML(elem_id="ui_defaults_review")
+    components = config.value_components()
+
+    def review(*values: Any) -> str:
+        changes = config.changes(values)
+        if not changes:
+            return "<p>No changes.</p>"
+        rows = "".join(
+            f"<tr><td>{html.escape(k)}</td><td>{html.escape(repr(old))}</td><td>{html.escape(repr(new))}</td></tr>"
+            for k, old, new in changes
+        )
+        return f"<table><thead><tr><th>Path</th><th>Old value</th><th>New value</th></tr></thead><tbody>{rows}</tbody></table>"
+
+    def store(*values: Any) -> str:
+        count = config.apply(values)
+        return f"<p>Wrote {count} changes to {html.escape(str(config.path))}. Reload the UI to use them.</p>"
+
+    view.click(review, inputs=components, outputs=[table])
+    apply.click(store, inputs=components, outputs=[table])

@@ -1,0 +1,58 @@
+"""The txt2img tab."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import gradio as gr
+
+from modules.core.jobs import JobControl
+from modules.generation.requests import Txt2ImgRequest
+from modules.ui import params
+from modules.ui.common import Fields, UiContext
+from modules.ui.extra_networks import build_extra_networks
+from modules.ui.outputs import output_panel
+from modules.ui.toprow import TokenCounter, build_toprow, wire_interrupt_skip
+from modules.ui.wiring import wire_generate, wire_paste
+
+
+def build_txt2img(ctx: UiContext, counter: TokenCounter) -> Fields:
+    """Builds the tab content (inside the caller's gr.Tab); returns its fields by request name."""
+    toprow = build_toprow(ctx, "txt2img", counter)
+    if ctx.networks is not None:
+        build_extra_networks(ctx, "txt2img", ctx.networks)
+    with gr.Row(equal_height=False, elem_id="txt2img_settings_and_results", elem_classes=["settings-and-results"]):
+        with gr.Column(elem_id="txt2img_settings", scale=1, min_width=300):
+            fields: Fields = {}
+            fields.update(params.sampler_controls(ctx, "txt2img"))
+            fields.update(params.size_controls("txt2img"))
+            fields.update(params.batch_and_cfg("txt2img"))
+            seed_fields, reuse = params.seed_controls("txt2img")
+            fields.update(seed_fields)
+            fields.update(params.hires_controls(ctx))
+            fields["tiling"] = gr.Checkbox(False, label="Tiling", elem_id="txt2img_tiling")
+            override = params.override_settings_dropdown("txt2img")
+        with gr.Column(scale=1, min_width=300):
+            panel = output_panel(ctx, "txt2img")
+    fields["prompt"] = toprow.prompt
+    fields["negative_prompt"] = toprow.negative_prompt
+    fields["styles"] = toprow.styles
+    params.wire_reuse_seed(reuse, fields, panel.generation_info, panel.selected)
+    wire_interrupt_skip(ctx, toprow, panel.task_id)
+    wire_generate(ctx, toprow, fields, override, panel, _job_factory(ctx))
+    wire_paste(ctx, "txt2img", toprow, fields, override)
+    ctx.targets.fields["txt2img"] = fields
+    ctx.targets.override_settings["txt2img"] = override
+    ctx.ui_config.register_all("txt2img", list(fields.values()))
+    return fields
+
+
+def _job_factory(ctx: UiContext) -> Callable[[dict[str, Any], Sequence[Any], str | None], Callable[[JobControl], Any]]:
+    generation = ctx.services.generation
+
+    def make(data: dict[str, Any], _extra: Sequence[Any], user: str | None) -> Callable[[JobControl], Any]:
+        request = Txt2ImgRequest(**data, save_images=True)
+        return lambda control: generation.txt2img(request, control, user=user)
+
+    return make

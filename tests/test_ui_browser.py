@@ -1,0 +1,371 @@
+"""The UI in a real browser (Playwright + Debian's headless Chromium) against a live server on
+127.0.0.1 over tiny models. Each test is one acceptance point of the front-end issue."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from modules.core.jobs import JobControl
+from modules.generation.image_io import read_info_from_image
+from modules.generation.requests import Txt2ImgRequest
+from tests.fixtures_models import TinyModelFiles
+from tests.ui_harness import ARTIFACTS, LiveServer, chromium, open_page, prepare_data_dir, require_browser, start_server
+
+pytestmark = [pytest.mark.browser]
+
+SD1_TITLE_PREFIX = "tiny-sd1.safetensors"
+INPAINT_TITLE_PREFIX = "tiny-sd1-inpaint.safetensors"
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModelFiles) -> Iterator[LiveServer]:
+    require_browser()
+    data = prepare_data_dir(tmp_path_factory.mktemp("ui-live"), tiny_models)
+    _tiny_lora(data / "models" / "Lora" / "tinylora.safetensors")
+    server = start_server(data)
+    server.services.options.set("sd_model_checkpoint", SD1_TITLE_PREFIX)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser_context(live: LiveServer) -> Iterator[Any]:
+    with chromium() as context:
+        yield context
+
+
+@pytest.fixture
+def page(browser_context: Any, live: LiveServer) -> Iterator[Any]:
+    errors: list[str] = []
+    opened = open_page(browser_context, live.url, errors)
+    opened.console_errors = errors  # type: ignore[attr-defined]
+    yield opened
+    opened.close()
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+
+def _tiny_lora(path: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(
+        {
+            "lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.zeros(4, 32),
+            "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": torch.zeros(32, 4),
+        },
+        str(path),
+    )
+
+
+def set_number(page: Any, elem_id: str, value: float) -> None:
+    box = page.locator(f"#{elem_id} input[type=number]").first
+    box.fill(str(value))
+    box.press("Enter")
+    box.blur()
+
+
+def set_prompt(page: Any, tab: str, text: str) -> None:
+    page.locator(f"#{tab}_prompt textarea").fill(text)
+
+
+def small_job(page: Any, tab: str, steps: int = 3, size: int = 64) -> None:
+    set_number(page, f"{tab}_width", size)
+    set_number(page, f"{tab}_height", size)
+    set_number(page, f"{tab}_steps", steps)
+
+
+def wait_for_result(page: Any, tab: str, timeout: float = 90) -> str:
+    """Waits until the generation info shows a finished job; returns the info text."""
+    page.wait_for_function(
+        f"() => {{ const el = document.querySelector('#html_info_{tab}');"
+        " return el && /Steps: |Error|Interrupted/.test(el.innerText); }",
+        timeout=timeout * 1000,
+    )
+    return str(page.locator(f"#html_info_{tab}").inner_text())
+
+
+def gallery_image_srcs(page: Any, tab: str) -> list[str]:
+    return [str(s) for s in page.eval_on_selector_all(f"#{tab}_gallery img", "els => els.map(e => e.src)")]
+
+
+def fetch_png(page: Any, url: str) -> Image.Image:
+    import io
+
+    body = page.request.get(url).body()
+    image = Image.open(io.BytesIO(body))
+    image.load()
+    return image
+
+
+def open_tab(page: Any, label: str) -> None:
+    page.locator("#tabs [role=tablist]").first.get_by_role("tab", name=label, exact=True).click()
+
+
+def open_settings_page(page: Any, section: str) -> None:
+    open_tab(page, "Settings")
+    page.locator("#settings [role=tablist]").first.get_by_role("tab", name=section, exact=True).click()
+    page.wait_for_selector("#setting_eta_noise_seed_delta input", timeout=30000)
+
+
+def select_dropdown(page: Any, elem_id: str, value: str) -> None:
+    box = page.locator(f"#{elem_id} input").first
+    box.click()
+    page.get_by_role("option", name=value).first.click()
+
+
+def infotext_params(text: str) -> str:
+    return text.strip().split("\n")[-1]
+
+
+# --- tests -----------------------------------------------------------------------------------------
+
+
+def test_txt2img_ctrl_enter_shows_image_and_infotext_saved_in_png(page: Any, live: LiveServer) -> None:
+    small_job(page, "txt2img")
+    set_prompt(page, "txt2img", "a red ball")
+    page.locator("#txt2img_prompt textarea").press("Control+Enter")
+    info = wait_for_result(page, "txt2img")
+    assert "Seed: " in info and "Steps: 3" in info and "Size: 64x64" in info
+    seed = int(info.split("Seed: ")[1].split(",")[0])
+    srcs = gallery_image_srcs(page, "txt2img")
+    assert srcs, "no image in the gallery"
+    shown = fetch_png(page, srcs[0])
+    assert shown.format == "PNG"
+    outputs = sorted(
+        (live.services.paths.outputs_dir / "txt2img-images").rglob("*.png"), key=lambda p: p.stat().st_mtime
+    )
+    assert outputs, "nothing saved in outputs/txt2img-images"
+    saved_text = read_info_from_image(Image.open(outputs[-1])).parameters or ""
+    assert f"Seed: {seed}," in saved_text
+    assert saved_text.replace("\n", " ").split() == info.replace("\n", " ").split()
+    assert read_info_from_image(shown).parameters == saved_text  # what the UI offers for download
+    assert page.console_errors == []
+
+
+def test_interrupt_stops_a_long_job(page: Any, live: LiveServer) -> None:
+    small_job(page, "txt2img", steps=150)
+    set_number(page, "txt2img_batch_count", 20)
+    set_prompt(page, "txt2img", "a long job")
+    started = time.monotonic()
+    page.locator("#txt2img_generate").click()
+    page.wait_for_selector("#txt2img_progress .progressDiv", timeout=30000)
+    page.locator("#txt2img_interrupt").click()  # first click: stop after the current batch (batch count > 1)
+    page.locator("#txt2img_interrupt").click()  # second click: now
+    info = wait_for_result(page, "txt2img", timeout=120)
+    elapsed = time.monotonic() - started
+    assert "Interrupted" in info or "Steps: 150" in info
+    data = json.loads(page.locator("#generation_info_txt2img textarea").input_value())
+    assert len(data["all_seeds"]) == 20
+    assert len(data["infotexts"]) < 20, "the job ran to the end"
+    assert elapsed < 60
+    set_number(page, "txt2img_batch_count", 1)
+
+
+def _reference_png(live: LiveServer, path: Path) -> tuple[Image.Image, str]:
+    req = Txt2ImgRequest(
+        prompt="a blue square",
+        negative_prompt="blurry",
+        seed=4321,
+        steps=3,
+        width=64,
+        height=64,
+        sampler_name="Euler",
+        cfg_scale=6.5,
+        do_not_save_samples=True,
+        do_not_save_grid=True,
+    )
+    result = live.services.generation.txt2img(req, JobControl())
+    image, text = result.images[0], result.infotexts[0]
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("parameters", text)
+    image.save(path, pnginfo=info)
+    return image, text
+
+
+def test_pnginfo_send_to_txt2img_reproduces_image(page: Any, live: LiveServer, tmp_path: Path) -> None:
+    original, text = _reference_png(live, tmp_path / "source.png")
+    open_tab(page, "PNG Info")
+    page.locator("#pnginfo_image input[type=file]").set_input_files(str(tmp_path / "source.png"))
+    page.wait_for_function("() => /Seed: 4321/.test(document.querySelector('#pnginfo_html').innerText)", timeout=30000)
+    assert "Steps: 3" in page.locator("#pnginfo_html").inner_text()
+    page.locator("#pnginfo_send_to_txt2img").click()
+    page.wait_for_function(
+        "() => document.querySelector('#txt2img_prompt textarea').value === 'a blue square'", timeout=30000
+    )
+    assert page.locator("#txt2img_neg_prompt textarea").input_value() == "blurry"
+    assert page.locator("#txt2img_seed input").input_value() == "4321"
+    assert page.locator("#txt2img_steps input[type=number]").input_value() == "3"
+    assert page.locator("#txt2img_width input[type=number]").input_value() == "64"
+    assert page.locator("#txt2img_height input[type=number]").input_value() == "64"
+    assert page.locator("#txt2img_sampling input").input_value() == "Euler"
+    page.locator("#txt2img_generate").click()
+    info = wait_for_result(page, "txt2img")
+    assert infotext_params(info) == infotext_params(text)
+    made = fetch_png(page, gallery_image_srcs(page, "txt2img")[0])
+    assert np.array_equal(np.asarray(made.convert("RGB")), np.asarray(original.convert("RGB")))
+
+
+def test_inpaint_mask_drawn_with_mouse_keeps_pixels_outside(page: Any, live: LiveServer, tmp_path: Path) -> None:
+    source = Image.new("RGB", (128, 128))
+    pixels = np.indices((128, 128)).sum(axis=0) % 256
+    source = Image.fromarray(np.stack([pixels, 255 - pixels, np.full_like(pixels, 90)], -1).astype(np.uint8))
+    source.save(tmp_path / "init.png")
+    open_tab(page, "img2img")
+    page.locator("#mode_img2img [role=tablist]").first.get_by_role("tab", name="Inpaint", exact=True).click()
+    page.locator("#img2maskimg input[type=file]").first.set_input_files(str(tmp_path / "init.png"))
+    canvas = page.locator("#img2maskimg canvas").first
+    canvas.wait_for(timeout=30000)
+    time.sleep(1.0)
+    box = canvas.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(cx - 10, cy)
+    page.mouse.down()
+    for step in range(11):
+        page.mouse.move(cx - 10 + 2 * step, cy + step % 3, steps=2)
+    page.mouse.up()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "inpaint_mask_drawn.png"))
+    small_job(page, "img2img", steps=2, size=128)
+    set_number(page, "img2img_mask_blur", 0)
+    set_prompt(page, "img2img", "a patch")
+    # Gradio's ImageEditor sometimes submits before it has committed a fresh upload (the server
+    # then gets no background and says so); a person never clicks that fast, so try again.
+    for _attempt in range(5):
+        page.locator("#img2img_generate").click()
+        info = wait_for_result(page, "img2img")
+        if "Upload an image" not in info:
+            break
+        page.evaluate("() => { document.querySelector('#html_info_img2img').innerHTML = ''; }")
+        time.sleep(1.0)
+    assert "Steps: 2" in info, info
+    made = np.asarray(fetch_png(page, gallery_image_srcs(page, "img2img")[0]).convert("RGB")).astype(int)
+    original = np.asarray(source).astype(int)
+    changed = np.abs(made - original).sum(axis=-1) > 0
+    assert changed.any(), "nothing was inpainted"
+    ys, xs = np.nonzero(changed)
+    assert changed.mean() < 0.5, "more than half the picture changed: the mask was not used"
+    # The stroke was drawn around the centre: everything well away from it is untouched.
+    assert ys.min() > 20 and ys.max() < 108 and xs.min() > 20 and xs.max() < 108
+
+
+def test_checkpoint_switch_from_top_bar(page: Any, live: LiveServer) -> None:
+    titles = [c.title for c in live.services.models.list_checkpoints()]
+    target = next(t for t in titles if t.startswith(INPAINT_TITLE_PREFIX))
+    select_dropdown(page, "setting_sd_model_checkpoint", target)
+    page.wait_for_function(
+        "() => /Loaded /.test(document.querySelector('#quicksettings_status').innerText)", timeout=60000
+    )
+    small_job(page, "txt2img", steps=2)
+    set_prompt(page, "txt2img", "after the switch")
+    page.locator("#txt2img_generate").click()
+    info = wait_for_result(page, "txt2img")
+    assert "Model: tiny-sd1-inpaint" in info
+    live.services.options.set("sd_model_checkpoint", SD1_TITLE_PREFIX)
+
+
+def test_every_tab_renders_without_console_errors(page: Any, live: LiveServer) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    labels = ["txt2img", "img2img", "Extras", "PNG Info", "Checkpoint Merger", "Settings"]
+    for label in labels:
+        open_tab(page, label)
+        time.sleep(0.4)
+        assert page.evaluate("() => get_uiCurrentTab().textContent.trim()") == label
+        page.screenshot(path=str(ARTIFACTS / f"tab_{label.replace(' ', '_').lower()}.png"), full_page=True)
+    for elem_id in (
+        "txt2img_prompt",
+        "txt2img_generate",
+        "img2img_gallery",
+        "tab_txt2img",
+        "setting_samples_format",
+        "settings_json",
+        "quicksettings",
+    ):
+        assert page.locator(f"#{elem_id}").count() >= 1, elem_id
+    assert page.evaluate("() => typeof opts === 'object' && opts.samples_format === 'png'")
+    assert (
+        page.evaluate(
+            "() => [typeof onUiLoaded, typeof onAfterUiUpdate, typeof onOptionsChanged, typeof get_uiCurrentTabContent]"
+        )
+        == ["function"] * 4
+    )
+    assert page.console_errors == []
+
+
+def test_mobile_viewport_has_no_horizontal_scroll(browser_context: Any, live: LiveServer) -> None:
+    context = browser_context.browser.new_context(viewport={"width": 390, "height": 844})
+    try:
+        errors: list[str] = []
+        page = open_page(context, live.url, errors)
+        time.sleep(0.5)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "mobile_txt2img.png"), full_page=True)
+        width = page.evaluate("() => document.documentElement.scrollWidth")
+        assert width <= 390, f"page is {width}px wide in a 390px viewport"
+        for elem_id in ("txt2img_prompt", "txt2img_generate", "txt2img_steps", "txt2img_gallery"):
+            box = page.locator(f"#{elem_id}").first.bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 391, elem_id
+        assert errors == []
+    finally:
+        context.close()
+
+
+def test_settings_survive_reload_and_restart(
+    browser_context: Any, tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModelFiles
+) -> None:
+    data = prepare_data_dir(tmp_path_factory.mktemp("ui-settings"), tiny_models, families=("sd1",))
+    server = start_server(data)
+    try:
+        errors: list[str] = []
+        page = open_page(browser_context, server.url, errors)
+        open_settings_page(page, "Sampler parameters")
+        set_number(page, "setting_eta_noise_seed_delta", 31337)
+        page.locator("#settings_submit").click()
+        page.wait_for_function(
+            "() => /1 settings changed/.test(document.querySelector('#settings_result').innerText)", timeout=30000
+        )
+        assert json.loads((data / "config.json").read_text())["eta_noise_seed_delta"] == 31337
+        page.reload(wait_until="load")
+        page.wait_for_selector("#txt2img_prompt textarea", timeout=30000)
+        open_settings_page(page, "Sampler parameters")
+        assert page.locator("#setting_eta_noise_seed_delta input").first.input_value() == "31337"
+        page.close()
+    finally:
+        server.stop()
+    again = start_server(data)
+    try:
+        page = open_page(browser_context, again.url, [])
+        open_settings_page(page, "Sampler parameters")
+        assert page.locator("#setting_eta_noise_seed_delta input").first.input_value() == "31337"
+        assert page.evaluate("() => opts.eta_noise_seed_delta") == 31337
+        page.close()
+    finally:
+        again.stop()
+
+
+def test_clicking_a_lora_card_inserts_its_tag(page: Any) -> None:
+    page.locator("#txt2img_extra_networks").get_by_text("Extra networks").first.click()
+    page.locator("#txt2img_extra_tabs [role=tablist]").first.get_by_role("tab", name="Lora", exact=True).click()
+    set_prompt(page, "txt2img", "a castle")
+    card = page.locator('#txt2img_lora_cards .card[data-name="tinylora"]')
+    card.click()
+    assert page.locator("#txt2img_prompt textarea").input_value() == "a castle <lora:tinylora:1>"
+    page.locator("#txt2img_extra_search input, #txt2img_extra_search textarea").first.fill("nothing-matches")
+    page.wait_for_selector(
+        "#txt2img_lora_cards.extra-network-empty, .extra-network-empty#txt2img_lora_cards", timeout=15000
+    )
+    assert page.console_errors == []

@@ -1,0 +1,126 @@
+"""Browser-test set-up: a live server over tiny models (uvicorn in a thread) and headless Chromium.
+
+Chromium is Debian's (/usr/bin/chromium, driven by the `playwright` package); tests that need it
+are skipped with a clear reason when it is missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures_models import TinyModelFiles, link_into, models_home
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "ui"
+
+
+def browser_available() -> str | None:
+    """None when browser tests can run, else why not."""
+    if not Path(CHROMIUM).is_file() and shutil.which(CHROMIUM) is None:
+        return f"{CHROMIUM} is missing (apt-get install chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is missing (pip install -r requirements-test.txt)"
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def prepare_data_dir(root: Path, tiny: TinyModelFiles, families: tuple[str, ...] = ("sd1", "sd1-inpaint")) -> Path:
+    paths = models_home(root)
+    for family in families:
+        target = paths.ckpt_dir / tiny.checkpoint(family).name
+        if not target.exists():
+            link_into(paths.ckpt_dir, tiny.checkpoint(family))
+    return root
+
+
+@dataclass
+class LiveServer:
+    url: str
+    services: Any
+    server: Any
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+        self.services.jobs.shutdown(timeout=5)
+
+
+def start_server(data_dir: Path, *extra_args: str) -> LiveServer:
+    import uvicorn
+
+    from modules.core.cmd_args import parse_args
+    from modules.core.devices import DevicePolicy
+    from modules.core.services import build_services
+    from modules.server import build_app
+
+    port = free_port()
+    args = parse_args(["--data-dir", str(data_dir), "--port", str(port), *extra_args])
+    services = build_services(args, policy=DevicePolicy.cpu())
+    app = build_app(services)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.05)
+    return LiveServer(f"http://127.0.0.1:{port}/", services, server, thread)
+
+
+@contextlib.contextmanager
+def chromium(width: int = 1280, height: int = 900) -> Iterator[Any]:
+    """A Playwright browser context on Debian's Chromium; yields (context, console_errors)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": width, "height": height})
+            yield context
+        finally:
+            browser.close()
+
+
+def open_page(context: Any, url: str, errors: list[str]) -> Any:
+    page = context.new_page()
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(url, wait_until="load")
+    page.wait_for_selector("#txt2img_prompt textarea", timeout=30000)
+    page.wait_for_function("() => window.__uiLoadedFired === true", timeout=30000)  # onUiLoaded ran
+    return page
+
+
+def require_browser() -> None:
+    reason = browser_available()
+    if reason is not None:
+        pytest.skip(reason)
