@@ -36,9 +36,11 @@ def _announce_when_up(url: str, started: float) -> None:
 def main(argv: list[str]) -> int:
     started = time.monotonic()
     from modules.core.cmd_args import ArgumentError, bind_host, is_non_local, parse_args
+    from modules.extensions.preload import collect_preload_hooks
 
+    preload = collect_preload_hooks(argv)  # extensions' preload.py may add flags before parsing
     try:
-        args = parse_args(argv)
+        args = parse_args(argv, preload_hooks=preload.hooks)
     except ArgumentError as exc:
         print(f"webui.py: error: {exc}\nRun with --help to list the flags.", file=sys.stderr)
         return 2
@@ -49,9 +51,11 @@ def main(argv: list[str]) -> int:
     import uvicorn
 
     from modules.core.services import build_services
+    from modules.extensions.facade import bind
     from modules.server import build_app
 
     services = build_services(args)
+    bind(services, preload=preload, run_installers=not args.skip_install)
     app = build_app(services)
     host = bind_host(args)
     if is_non_local(args) and not (args.gradio_auth or args.gradio_auth_path or args.api_auth):

@@ -15,8 +15,10 @@ import os
 import tempfile
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from transformers import CLIPTokenizer
+if TYPE_CHECKING:  # transformers costs ~1 s at import: loaded with the first model, not at server start
+    from transformers import CLIPTokenizer
 
 BPE_FILE_NAME = "bpe_simple_vocab_16e6.txt.gz"
 _MERGE_COUNT = 49152 - 256 - 2  # as in CLIP's own SimpleTokenizer
@@ -111,6 +113,8 @@ def tokenizer_dir(cache_root: Path, pad_token: str = "<|endoftext|>") -> Path:
 
 @lru_cache(maxsize=4)
 def _load_cached(folder: str) -> CLIPTokenizer:
+    from transformers import CLIPTokenizer
+
     return CLIPTokenizer.from_pretrained(folder)
 
 
