@@ -7,6 +7,7 @@ import os
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 
 # Offline by design: no hub downloads, no telemetry. Set before diffusers/transformers/gradio load.
@@ -17,17 +18,21 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
-def _announce_when_up(url: str, started: float) -> None:
-    """Print the URL once / answers 200, with the time it took (what a user waits for)."""
+def _announce_when_up(url: str, probe: str, started: float) -> None:
+    """Print the URL once the server answers (/ with 200 for the UI), with the time it took."""
     for _ in range(600):
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:
+            with urllib.request.urlopen(probe, timeout=2) as response:
                 if response.status == 200:
                     print(
                         f"Running on local URL:  {url}  (first HTTP 200 after {time.monotonic() - started:.1f} s)",
                         flush=True,
                     )
                     return
+        except urllib.error.HTTPError as exc:
+            if exc.code in (401, 403):  # logins on: the server is up and answering
+                print(f"Running on local URL:  {url}  (up after {time.monotonic() - started:.1f} s)", flush=True)
+                return
         except OSError:
             pass
         time.sleep(0.1)
@@ -50,13 +55,18 @@ def main(argv: list[str]) -> int:
 
     import uvicorn
 
+    from modules.api.auth import AuthConfigError
     from modules.core.services import build_services
     from modules.extensions.facade import bind
     from modules.server import build_app
 
-    services = build_services(args)
-    bind(services, preload=preload, run_installers=not args.skip_install)
-    app = build_app(services)
+    try:
+        services = build_services(args)
+    except AuthConfigError as exc:
+        print(f"webui.py: error: {exc}", file=sys.stderr)
+        return 2
+    host = bind(services, preload=preload, run_installers=not args.skip_install)
+    app = build_app(services, extension_host=host)
     host = bind_host(args)
     if is_non_local(args) and not (args.gradio_auth or args.gradio_auth_path or args.api_auth):
         print(
@@ -67,7 +77,8 @@ def main(argv: list[str]) -> int:
         )
     shown = "127.0.0.1" if host == "0.0.0.0" else host
     url = f"http://{shown}:{args.port}/"
-    threading.Thread(target=_announce_when_up, args=(url, started), daemon=True).start()
+    probe = url if not args.nowebui else f"{url}internal/ping"
+    threading.Thread(target=_announce_when_up, args=(url, probe, started), daemon=True).start()
     uvicorn.run(app, host=host, port=args.port, log_level="warning", timeout_keep_alive=args.timeout_keep_alive)
     return 0
 

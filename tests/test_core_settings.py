@@ -112,8 +112,23 @@ def test_unknown_flag_is_a_clear_error() -> None:
 
 def test_a1111_flags_parse() -> None:
     args = parse_args(
-        ["--listen", "--port", "7999", "--api", "--no-half", "--precision", "full", "--medvram",
-         "--gradio-auth", "a:b", "--disable-safe-unpickle", "--theme", "dark", "--xformers", "--skip-install"]
+        [
+            "--listen",
+            "--port",
+            "7999",
+            "--api",
+            "--no-half",
+            "--precision",
+            "full",
+            "--medvram",
+            "--gradio-auth",
+            "a:b",
+            "--disable-safe-unpickle",
+            "--theme",
+            "dark",
+            "--xformers",
+            "--skip-install",
+        ]
     )
     assert args.port == 7999 and args.api and args.no_half and args.medvram
     assert is_non_local(args) and bind_host(args) == "0.0.0.0"

@@ -323,3 +323,8 @@ def test_override_settings_apply_to_that_request_only(env: GenEnv) -> None:
     assert "Clip skip" not in normal.infotexts[0]
     assert env.options.get("CLIP_stop_at_last_layers") == 1
     assert not np.array_equal(pixels(skipped.images[0]), pixels(normal.images[0]))
+
+
+def test_hires_target_too_small_is_refused_before_work(env: GenEnv) -> None:
+    with pytest.raises(ValueError, match="too small"):
+        env.txt2img(prompt="x", enable_hr=True, hr_scale=0.5)

@@ -31,7 +31,11 @@ def test_webui_sh_on_a_fresh_clone_serves_the_ui(tmp_path: Path) -> None:
     env = dict(os.environ, venv_dir=str(Path(sys.executable).parents[1]), PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
         ["bash", "webui.sh", "--skip-install", "--port", str(port), "--data-dir", str(tmp_path / "data")],
-        cwd=clone, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=clone,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     lines: list[str] = []
     try:

@@ -52,6 +52,12 @@ def _add_network(p: argparse.ArgumentParser) -> None:
     g.add_argument("--api-server-stop", action="store_true", help="enable server-kill/restart/stop routes")
     g.add_argument("--cors-allow-origins", default=None, help="comma-separated allowed CORS origins")
     g.add_argument("--cors-allow-origins-regex", default=None, help="regex of allowed CORS origins")
+    g.add_argument(
+        "--allowed-hosts",
+        default=None,
+        help='extra Host header names to accept, comma-separated (".example.com" = sub-domains, "*" = any)',
+    )
+    g.add_argument("--admin-users", default=None, help="comma-separated users who may control every job and setting")
     g.add_argument("--tls-keyfile", default=None)
     g.add_argument("--tls-certfile", default=None)
     g.add_argument("--disable-tls-verify", action="store_true")

@@ -1,9 +1,14 @@
 """Job queue and per-job control (progress, interrupt, skip).
 
-One worker runs jobs one at a time (a GPU does one generation at a time) in FIFO order.
-Each job has its own `JobControl`: interrupting or skipping one job never touches another,
-unlike A1111's single global `shared.state`. The `JobQueue` protocol is what UI and API use;
-`LocalJobQueue` is the in-process implementation.
+One worker runs jobs one at a time (a GPU does one generation at a time). Each job has its own
+`JobControl`: interrupting or skipping one job never touches another, unlike A1111's single
+global `shared.state`. The `JobQueue` protocol is what UI and API use; `LocalJobQueue` is the
+in-process implementation. A distributed implementation (workers behind an existing broker)
+only has to provide the same protocol.
+
+Visibility: a job submitted with an owner is visible to that owner and to admins only; jobs of
+other users are reported as unknown (`JobNotFound`), never as forbidden, so ids cannot be probed.
+A caller without a user name (no logins configured) sees everything: A1111's global semantics.
 """
 
 from __future__ import annotations
@@ -32,15 +37,11 @@ class JobSkipped(Exception):
 
 
 class QueueFull(RuntimeError):
-    """A user has too many jobs waiting."""
+    """A user (or, without logins, a client address) has too many jobs waiting."""
 
 
 class JobNotFound(KeyError):
-    pass
-
-
-class JobForbidden(PermissionError):
-    pass
+    """No such job, or one the caller may not see."""
 
 
 class JobStatus(StrEnum):
@@ -49,6 +50,21 @@ class JobStatus(StrEnum):
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"
+
+
+class Fairness(StrEnum):
+    """Which waiting job runs next."""
+
+    FIFO = "fifo"  # strictly in submission order (A1111)
+    ROUND_ROBIN = "round-robin"  # take turns between users; FIFO within one user
+
+
+@dataclass(frozen=True)
+class QueuePolicy:
+    """Queue limits, read again at every submission (settings may change at run time)."""
+
+    fairness: Fairness = Fairness.FIFO
+    max_queued_per_user: int = 0  # waiting jobs per quota key; 0 = no limit
 
 
 @dataclass
@@ -125,68 +141,137 @@ class Job:
     id: str
     kind: str
     owner: str | None
-    fn: JobFn
+    fn: JobFn | None
+    quota_key: str | None = None
     control: JobControl = field(default_factory=JobControl)
     status: JobStatus = JobStatus.QUEUED
     result: Any = None
     error: BaseException | None = None
     created_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
     seq: int = 0
+    collected: bool = False  # the submitter has taken the result (the queue may then drop it)
     done_event: threading.Event = field(default_factory=threading.Event)
+    _callbacks: list[Callable[[Job], None]] = field(default_factory=list, repr=False)
+    _callback_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def done(self) -> bool:
+        return self.done_event.is_set()
 
     def wait(self, timeout: float | None = None) -> Any:
         """Block until finished; re-raise the job's exception in the caller."""
         if not self.done_event.wait(timeout):
             raise TimeoutError(f"job {self.id} still {self.status}")
+        self.collected = True
         if self.error is not None:
             raise self.error
         return self.result
 
+    def add_done_callback(self, callback: Callable[[Job], None]) -> None:
+        """Call `callback(job)` once the job has finished (at once if it already has)."""
+        with self._callback_lock:
+            if not self.done_event.is_set():
+                self._callbacks.append(callback)
+                return
+        callback(self)
+
+    def _finish(self) -> None:
+        self.finished_at = time.time()
+        with self._callback_lock:
+            self.done_event.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            try:
+                callback(self)
+            except Exception:  # boundary: a broken waiter must not break the worker
+                log.exception("done-callback of job %s failed", self.id)
+
 
 def new_task_id(kind: str) -> str:
+    """A1111's API task id format: task(<kind>-<7 characters A-Z0-9>)."""
     alphabet = string.ascii_uppercase + string.digits
     return f"task({kind}-{''.join(secrets.choice(alphabet) for _ in range(7))})"
 
 
 class JobQueue(Protocol):
-    def submit(self, kind: str, fn: JobFn, *, owner: str | None = None, task_id: str | None = None) -> Job: ...
+    """What UI and API use; `user=None` means "no logins configured" (sees everything)."""
+
+    def submit(
+        self,
+        kind: str,
+        fn: JobFn,
+        *,
+        owner: str | None = None,
+        task_id: str | None = None,
+        quota_key: str | None = None,
+    ) -> Job: ...
     def get(self, job_id: str, *, user: str | None = None) -> Job: ...
     def position(self, job: Job) -> int: ...
     def pending(self, *, user: str | None = None) -> list[Job]: ...
     def current(self) -> Job | None: ...
+    def current_for(self, user: str | None) -> Job | None: ...
     def interrupt(self, job_id: str | None = None, *, user: str | None = None) -> bool: ...
     def skip(self, job_id: str | None = None, *, user: str | None = None) -> bool: ...
+    def is_admin(self, user: str | None) -> bool: ...
 
 
 class LocalJobQueue:
-    """In-process FIFO queue with one worker thread."""
+    """In-process queue with one worker thread.
 
-    def __init__(self, max_queued_per_user: int = 0, admins: frozenset[str] = frozenset(), keep_finished: int = 64):
-        self.max_queued_per_user = max_queued_per_user
+    `policy` is called at each submission and each pick (settings may change while running).
+    Finished jobs stay visible for lookups (`keep_finished`), but only the last `keep_results`
+    keep their results in memory once their submitter has taken them.
+    """
+
+    def __init__(
+        self,
+        policy: Callable[[], QueuePolicy] | QueuePolicy | None = None,
+        admins: frozenset[str] = frozenset(),
+        keep_finished: int = 64,
+        keep_results: int = 2,
+    ):
+        fixed = policy if isinstance(policy, QueuePolicy) else QueuePolicy()
+        self._policy: Callable[[], QueuePolicy] = policy if callable(policy) else (lambda: fixed)
         self.admins = admins
-        self._queue: deque[Job] = deque()
+        self._queue: list[Job] = []
         self._jobs: dict[str, Job] = {}
-        self._finished: deque[str] = deque()
+        self._finished: deque[Job] = deque()
         self._keep_finished = keep_finished
+        self._keep_results = keep_results
         self._current: Job | None = None
         self._cond = threading.Condition()
         self._seq = itertools.count()
+        self._turn = itertools.count()
+        self._last_served: dict[str | None, int] = {}
         self._worker: threading.Thread | None = None
         self._stopping = False
 
     # --- submission ----------------------------------------------------------------------
-    def submit(self, kind: str, fn: JobFn, *, owner: str | None = None, task_id: str | None = None) -> Job:
+    def submit(
+        self,
+        kind: str,
+        fn: JobFn,
+        *,
+        owner: str | None = None,
+        task_id: str | None = None,
+        quota_key: str | None = None,
+    ) -> Job:
+        """Queue `fn`; `quota_key` (default: the owner) is what max_queued_per_user counts."""
+        key = quota_key if quota_key is not None else owner
+        policy = self._policy()
         with self._cond:
-            if self.max_queued_per_user and owner is not None:
-                waiting = sum(1 for j in self._queue if j.owner == owner)
-                if waiting >= self.max_queued_per_user:
+            if policy.max_queued_per_user > 0 and key is not None:
+                waiting = sum(1 for j in self._queue if j.quota_key == key)
+                if waiting >= policy.max_queued_per_user:
                     raise QueueFull(
-                        f"user {owner!r} already has {waiting} jobs waiting (limit {self.max_queued_per_user})"
+                        f"{waiting} jobs are already waiting for {_describe_key(key)}; "
+                        f"the limit is {policy.max_queued_per_user} (setting api_max_queued_per_user)"
                     )
             job_id = task_id or new_task_id(kind)
             if job_id in self._jobs:
                 raise ValueError(f"task id {job_id!r} is already in use")
-            job = Job(id=job_id, kind=kind, owner=owner, fn=fn, seq=next(self._seq))
+            job = Job(id=job_id, kind=kind, owner=owner, fn=fn, quota_key=key, seq=next(self._seq))
             self._jobs[job_id] = job
             self._queue.append(job)
             self._ensure_worker()
@@ -197,6 +282,9 @@ class LocalJobQueue:
         return self.submit(kind, fn, owner=owner, task_id=task_id).wait()
 
     # --- queries ---------------------------------------------------------------------------
+    def is_admin(self, user: str | None) -> bool:
+        return user is not None and user in self.admins
+
     def _may_see(self, job: Job, user: str | None) -> bool:
         return user is None or job.owner is None or job.owner == user or user in self.admins
 
@@ -207,29 +295,57 @@ class LocalJobQueue:
             raise JobNotFound(job_id)  # another user's job is reported as unknown, not forbidden
         return job
 
+    def _run_order(self) -> list[Job]:
+        """Waiting jobs in the order they will run (caller holds the lock)."""
+        if self._policy().fairness != Fairness.ROUND_ROBIN:
+            return list(self._queue)
+        order: list[Job] = []
+        waiting = list(self._queue)
+        served = dict(self._last_served)
+        turn = itertools.count(max(served.values(), default=0) + 1)
+        while waiting:
+            job = min(waiting, key=lambda j: (served.get(j.quota_key, -1), j.seq))
+            waiting.remove(job)
+            served[job.quota_key] = next(turn)
+            order.append(job)
+        return order
+
     def position(self, job: Job) -> int:
-        """0 = running or done, k = k-th in line."""
+        """0 = running or finished, k = k-th in line."""
         with self._cond:
-            for index, queued in enumerate(self._queue):
+            for index, queued in enumerate(self._run_order()):
                 if queued is job:
                     return index + 1
         return 0
 
-    def pending(self, *, user: str | None = None) -> list[Job]:
+    def queue_length(self) -> int:
         with self._cond:
-            return [j for j in self._queue if self._may_see(j, user)]
+            return len(self._queue)
+
+    def pending(self, *, user: str | None = None) -> list[Job]:
+        """Waiting jobs the user may see, in run order."""
+        with self._cond:
+            return [j for j in self._run_order() if self._may_see(j, user)]
 
     def current(self) -> Job | None:
+        """The running job, whoever owns it (callers must check visibility before showing it)."""
         return self._current
+
+    def current_for(self, user: str | None) -> Job | None:
+        """The running job if `user` may see it."""
+        job = self._current
+        return job if job is not None and self._may_see(job, user) else None
+
+    def finished(self, *, user: str | None = None) -> list[Job]:
+        """Recently finished jobs the user may see, oldest first."""
+        with self._cond:
+            return [j for j in self._finished if self._may_see(j, user)]
 
     # --- control ---------------------------------------------------------------------------
     def _target(self, job_id: str | None, user: str | None) -> Job | None:
         if job_id is not None:
             return self.get(job_id, user=user)
-        current = self._current
-        if current is None or not self._may_see(current, user):
-            return None
-        return current
+        return self.current_for(user)
 
     def interrupt(self, job_id: str | None = None, *, user: str | None = None) -> bool:
         """Interrupt a running job or cancel a queued one. Without an id: the running job."""
@@ -237,13 +353,18 @@ class LocalJobQueue:
         if job is None:
             return False
         with self._cond:
-            if job.status == JobStatus.QUEUED:
+            if job.status == JobStatus.QUEUED and job in self._queue:
                 self._queue.remove(job)
                 job.status = JobStatus.CANCELLED
                 job.error = JobInterrupted("cancelled before it started")
-                job.done_event.set()
+                job.fn = None
                 self._remember_finished(job)
-                return True
+                cancelled = True
+            else:
+                cancelled = False
+        if cancelled:
+            job._finish()
+            return True
         job.control.interrupt()
         return True
 
@@ -268,9 +389,30 @@ class LocalJobQueue:
             self._worker.start()
 
     def _remember_finished(self, job: Job) -> None:
-        self._finished.append(job.id)
+        """Keep ids for lookups; drop results (and previews) of all but the newest few (lock held)."""
+        self._finished.append(job)
         while len(self._finished) > self._keep_finished:
-            self._jobs.pop(self._finished.popleft(), None)
+            self._jobs.pop(self._finished.popleft().id, None)
+        older = len(self._finished) - self._keep_results
+        for index, old in enumerate(self._finished):
+            if index >= older:
+                break
+            if old.collected:
+                old.result = None
+            old.control.preview = None
+
+    def _next_job(self) -> Job:
+        """Remove and return the job that runs next (lock held, queue not empty)."""
+        if self._policy().fairness == Fairness.ROUND_ROBIN:
+            job = min(self._queue, key=lambda j: (self._last_served.get(j.quota_key, -1), j.seq))
+        else:
+            job = self._queue[0]
+        self._queue.remove(job)
+        self._last_served[job.quota_key] = next(self._turn)
+        if len(self._last_served) > 4096:  # forget users with nothing waiting
+            waiting = {j.quota_key for j in self._queue}
+            self._last_served = {k: v for k, v in self._last_served.items() if k in waiting}
+        return job
 
     def _run(self) -> None:
         while True:
@@ -279,20 +421,30 @@ class LocalJobQueue:
                     self._cond.wait()
                 if self._stopping:
                     return
-                job = self._queue.popleft()
+                job = self._next_job()
                 job.status = JobStatus.RUNNING
                 self._current = job
-            job.control.started_at = time.monotonic()
-            try:
-                job.result = job.fn(job.control)
-                job.status = JobStatus.DONE
-            except BaseException as exc:  # boundary: a failing job must not kill the worker
-                if not isinstance(exc, JobInterrupted):
-                    log.exception("job %s failed", job.id)
-                job.error = exc
-                job.status = JobStatus.FAILED
-            finally:
-                with self._cond:
-                    self._current = None
-                    self._remember_finished(job)
-                job.done_event.set()
+            self._execute(job)
+
+    def _execute(self, job: Job) -> None:
+        job.control.started_at = time.monotonic()
+        fn, job.fn = job.fn, None  # release the closure (decoded images, request) when done
+        try:
+            assert fn is not None
+            job.result = fn(job.control)
+            job.status = JobStatus.DONE
+        except BaseException as exc:  # boundary: a failing job must not kill the worker
+            if not isinstance(exc, JobInterrupted):
+                log.exception("job %s failed", job.id)
+            job.error = exc
+            job.status = JobStatus.FAILED
+        finally:
+            del fn
+            with self._cond:
+                self._current = None
+                self._remember_finished(job)
+            job._finish()
+
+
+def _describe_key(key: str) -> str:
+    return f"client {key[5:]}" if key.startswith("addr:") else f"user {key!r}"

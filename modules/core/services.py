@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from modules.api.auth import UserTable, load_user_table
+from modules.api.limits import API_OPTIONS, queue_policy
 from modules.core.devices import DevicePolicy
 from modules.core.jobs import LocalJobQueue
 from modules.core.options import Options, OptionsRegistry
@@ -34,28 +36,37 @@ class Services:
     jobs: LocalJobQueue
     models: ModelManager
     generation: GenerationService
+    users: UserTable = field(default_factory=UserTable)  # logins and admins (modules.api.auth)
 
 
 def build_services(args: argparse.Namespace, *, policy: DevicePolicy | None = None) -> Services:
     """Create folders, read settings, pick devices, index models. No model is loaded here."""
+    from modules.demo.builtin import builtin_checkpoints
     from modules.generation.engine import GenerationService
     from modules.generation.styles import StyleDatabase
     from modules.models.hashes import HashCache
     from modules.models.manager import ModelManager
+    from modules.networks.activation import NetworkActivator
+    from modules.networks.catalogue import NetworkCatalogue
+    from modules.networks.options import NETWORK_OPTIONS
 
     paths = Paths.from_args(args)
     paths.ensure()
     registry = core_registry()
+    registry.extend(API_OPTIONS)  # limits for shared instances (modules.api.limits)
+    registry.extend(NETWORK_OPTIONS)
     options = Options(registry, paths.config_file)
     options.load()
     policy = policy or DevicePolicy.detect(args)
-    jobs = LocalJobQueue()
+    users = load_user_table(args)
+    jobs = LocalJobQueue(policy=lambda: queue_policy(options.as_dict()), admins=users.admins)
     models = ModelManager(
         paths,
         policy,
         HashCache(paths.hash_cache_file),
         safe_unpickle=not args.disable_safe_unpickle,
         cache_size=lambda: int(options.get("sd_checkpoint_cache")),
+        builtin_checkpoints=builtin_checkpoints(),
     )
     models.refresh()
     generation = GenerationService(
@@ -65,5 +76,8 @@ def build_services(args: argparse.Namespace, *, policy: DevicePolicy | None = No
         styles=StyleDatabase(list(paths.styles_files)),
         write_params_txt=not args.no_prompt_history,
         filenames_max_length=args.filenames_max_length,
+        networks=NetworkActivator(
+            NetworkCatalogue(paths, models.hash_cache, safe_unpickle=not args.disable_safe_unpickle)
+        ),
     )
-    return Services(args, paths, registry, options, policy, jobs, models, generation)
+    return Services(args, paths, registry, options, policy, jobs, models, generation, users)

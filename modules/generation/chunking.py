@@ -11,10 +11,9 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
-from transformers import PreTrainedTokenizerBase
 
 from modules.generation.prompt_parser import (
     BREAK_SPAN_TEXT,
@@ -22,6 +21,9 @@ from modules.generation.prompt_parser import (
     AttentionSpan,
     parse_prompt_attention,
 )
+
+if TYPE_CHECKING:  # transformers costs ~1 s at import; the server starts without it
+    from transformers import PreTrainedTokenizerBase
 
 CHUNK_LENGTH = 75  # prompt tokens per chunk; the encoder sees BOS + 75 + EOS = 77
 EMBEDDING_PLACEHOLDER_ID = 0  # token id written where embedding vectors go (A1111 uses 0 too)

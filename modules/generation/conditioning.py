@@ -19,10 +19,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from transformers import PreTrainedTokenizerBase
 
 from modules.generation.chunking import (
     EmbeddingFix,
@@ -40,6 +39,9 @@ from modules.generation.prompt_parser import (
     parse_extra_network_tags,
     strip_comments,
 )
+
+if TYPE_CHECKING:  # transformers costs ~1 s at import; the server starts without it
+    from transformers import PreTrainedTokenizerBase
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ class CFGDenoiser:
     extra: UNetInputs = field(default_factory=UNetInputs)
     control: JobControl | None = None
     s_min_uncond: float = 0.0
+    batch_cond_uncond: bool = True  # A1111 setting: one UNet call for cond and uncond rows
     init_latent: torch.Tensor | None = None
     mask: torch.Tensor | None = None  # 1 = keep init latent
     nmask: torch.Tensor | None = None  # 1 = generate
@@ -72,7 +73,7 @@ class CFGDenoiser:
         if skip_uncond:
             cond_out = self._run(x, sigma, conds.cond, conds.cond_pooled, conds.cond_owner, cond_ids)
             uncond_out = self._first_cond_per_image(cond_out, conds.cond_owner, batch)
-        elif conds.cond.shape[1] == conds.uncond.shape[1]:
+        elif self.batch_cond_uncond and conds.cond.shape[1] == conds.uncond.shape[1]:
             # one batched UNet pass for cond and uncond rows, as diffusers does
             both = self._run(
                 x,

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,11 +33,14 @@ from modules.generation.prompt_parser import parse_extra_network_prompts, strip_
 from modules.generation.requests import GenerationRequest, Img2ImgRequest, Txt2ImgRequest
 from modules.generation.rng import get_fixed_seed
 from modules.generation.saving import SavingOptions, image_grid, save_image, write_params_txt
+from modules.generation.speed import SpeedCache, SpeedSettings, speed_patches
 from modules.generation.styles import StyleDatabase
 from modules.generation.tiling import tiling_patch
-from modules.generation.txt2img import txt2img_batch
+from modules.generation.txt2img import check_hires_target, txt2img_batch
 from modules.models.errors import ModelNotFound
 from modules.models.manager import LoadedModel, ModelManager
+from modules.networks.activation import NetworkActivator
+from modules.networks.options import NetworkOptions
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +54,18 @@ class GenerationService:
     hooks: ScriptHooks = field(default_factory=ScriptHooks)
     write_params_txt: bool = True
     filenames_max_length: int = 128
+    speed_cache: SpeedCache = field(default_factory=SpeedCache)  # torch.compile results, TAESD decoders
+    networks: NetworkActivator | None = None  # LoRA / embeddings / hypernetworks (None: tags ignored)
 
     # --- entry points ------------------------------------------------------------------------
-    def txt2img(self, req: Txt2ImgRequest, control: JobControl, *, user: str | None = None) -> GenerationResult:
+    def txt2img(
+        self, req: Txt2ImgRequest, control: JobControl, *, user: str | None = None, hooks: ScriptHooks | None = None
+    ) -> GenerationResult:
+        """`hooks`: the job's script hooks (UI); default: from the request's script fields (API)."""
+        p = self.new_txt2img(req, user=user)
+        return self.run(p, control, hooks or self._request_hooks(req, "txt2img"))
+
+    def new_txt2img(self, req: Txt2ImgRequest, *, user: str | None = None) -> Processing:
         p = self._processing(req, "txt2img", user)
         for name in (
             "enable_hr",
@@ -67,7 +81,9 @@ class GenerationService:
             "hr_negative_prompt",
         ):
             setattr(p, name, getattr(req, name))
-        return self.process(p, control)
+        if p.enable_hr:
+            check_hires_target(p)
+        return p
 
     def img2img(
         self,
@@ -77,8 +93,20 @@ class GenerationService:
         user: str | None = None,
         init_images: list[Image.Image] | None = None,
         mask: Image.Image | None = None,
+        hooks: ScriptHooks | None = None,
     ) -> GenerationResult:
         """`init_images`/`mask` are decoded images (the API decodes base64 before queueing)."""
+        p = self.new_img2img(req, user=user, init_images=init_images, mask=mask)
+        return self.run(p, control, hooks or self._request_hooks(req, "img2img"))
+
+    def new_img2img(
+        self,
+        req: Img2ImgRequest,
+        *,
+        user: str | None = None,
+        init_images: list[Image.Image] | None = None,
+        mask: Image.Image | None = None,
+    ) -> Processing:
         p = self._processing(req, "img2img", user)
         p.init_images = list(init_images or [])
         p.image_mask = mask
@@ -101,7 +129,19 @@ class GenerationService:
         )
         if not p.init_images:
             raise ValueError("img2img needs at least one init image")
-        return self.process(p, control)
+        return p
+
+    def _request_hooks(self, req: GenerationRequest, tab: str) -> ScriptHooks:
+        alwayson = {title: value.args for title, value in req.alwayson_scripts.items()}
+        return self.hooks.for_request(tab, req.script_name, req.script_args, alwayson)
+
+    def run(self, p: Processing, control: JobControl, hooks: ScriptHooks | None = None) -> GenerationResult:
+        """A1111's txt2img()/img2img(): scripts' setup, then the dropdown script's run() or process()."""
+        hooks = hooks or self.hooks
+        p.scripts = hooks
+        hooks.setup(p)
+        result = hooks.run(p, control)
+        return result if result is not None else self.process(p, control)
 
     # --- request -> p ------------------------------------------------------------------------
     def _processing(self, req: GenerationRequest, kind: str, user: str | None) -> Processing:
@@ -145,8 +185,12 @@ class GenerationService:
         )
 
     # --- the job -----------------------------------------------------------------------------
+    def _hooks(self, p: Processing) -> ScriptHooks:
+        """The job's hooks (set by run()); the service's own for a `p` made elsewhere."""
+        return p.scripts if isinstance(p.scripts, ScriptHooks) else self.hooks
+
     def process(self, p: Processing, control: JobControl) -> GenerationResult:
-        self.hooks.before_process(p)
+        self._hooks(p).before_process(p)
         model = self._model_for(p)
         with self.models.use(model):
             return self._process_loaded(p, model, control)
@@ -196,15 +240,16 @@ class GenerationService:
         p.job_timestamp = time.strftime("%Y%m%d%H%M%S")
 
     def _process_loaded(self, p: Processing, model: LoadedModel, control: JobControl) -> GenerationResult:
-        p.scripts = self.hooks  # A1111's p.scripts: passes call process_before_every_sampling on it
+        hooks = self._hooks(p)
+        p.scripts = hooks  # A1111's p.scripts: passes call process_before_every_sampling on it
         self._prepare_prompts(p)
         plan: Img2ImgPlan | None = prepare_img2img(p, model) if p.kind == "img2img" else None
-        self.hooks.process(p)
+        hooks.process(p)
         images: list[Image.Image] = []
         infotexts: list[str] = []
         saved: list[str] = []
         interrupted = False
-        with tiling_patch(model, p.tiling):
+        with tiling_patch(model, p.tiling), speed_patches(model, SpeedSettings.for_job(p), cache=self.speed_cache):
             for n in range(p.n_iter):
                 if control.interrupted.is_set() or control.stopping_after_current.is_set():
                     interrupted = control.interrupted.is_set()
@@ -221,7 +266,7 @@ class GenerationService:
                     index = n * p.batch_size + i
                     p.batch_index = i
                     pp = PostprocessImageArgs(image)
-                    self.hooks.postprocess_image(p, pp)
+                    hooks.postprocess_image(p, pp)
                     text = self.infotext(p, model, index)
                     images.append(pp.image)
                     infotexts.append(text)
@@ -229,7 +274,7 @@ class GenerationService:
                         saved.append(str(self._save(p, pp.image, text, index, model)))
         result = GenerationResult(images=images, infotexts=infotexts, p=p, saved_paths=saved, interrupted=interrupted)
         self._grid(p, result, model)
-        self.hooks.postprocess(p, result)
+        hooks.postprocess(p, result)
         if self.write_params_txt and infotexts:
             write_params_txt(self.paths.params_file, result.infotexts[result.index_of_first_image])
         return result
@@ -241,31 +286,49 @@ class GenerationService:
         p.iteration = n
         p.prompts, p.negative_prompts = p.all_prompts[start:end], p.all_negative_prompts[start:end]
         p.seeds, p.subseeds = p.all_seeds[start:end], p.all_subseeds[start:end]
-        self.hooks.before_process_batch(p, batch_number=n, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds)
+        hooks = self._hooks(p)
+        hooks.before_process_batch(p, batch_number=n, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds)
+        networks: dict[str, Any] = {}
         if not p.disable_extra_networks:
             parsed = parse_extra_network_prompts(p.prompts)
-            p.prompts = list(parsed.prompts)
-            self._note_unsupported_networks(p, parsed.networks)
-        self.hooks.process_batch(p, batch_number=n, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds)
+            p.prompts, networks = list(parsed.prompts), dict(parsed.networks)
+            p.negative_prompts = list(parse_extra_network_prompts(p.negative_prompts).prompts)
         preview_every = int(p.opts["show_progress_every_n_steps"]) if p.opts["live_previews_enable"] else 0
-        if plan is not None:
-            latents = img2img_batch(p, model, plan, control, n, preview_every, self.models)
-        else:
-            latents = txt2img_batch(p, model, control, n, preview_every, self.models)
+        with self._networks(p, model, networks):
+            hooks.process_batch(p, batch_number=n, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds)
+            if plan is not None:
+                latents = img2img_batch(p, model, plan, control, n, preview_every, self.models)
+            else:
+                latents = txt2img_batch(p, model, control, n, preview_every, self.models)
         with torch.inference_mode():
             pixels = decode(model.vae, latents)
-        self.hooks.postprocess_batch(p, pixels, batch_number=n)
+        hooks.postprocess_batch(p, pixels, batch_number=n)
         images = tensor_to_pil(pixels)
         if plan is not None:
             images = plan.overlay(images, n)
         batch_list = PostprocessBatchListArgs(images)
-        self.hooks.postprocess_batch_list(p, batch_list, batch_number=n)
+        hooks.postprocess_batch_list(p, batch_list, batch_number=n)
         return batch_list.images
 
-    def _note_unsupported_networks(self, p: Processing, networks: Any) -> None:
-        if networks:
-            names = ", ".join(sorted(networks))
-            p.comments["networks"] = f"extra networks not applied (not supported yet): {names}"
+    @contextmanager
+    def _networks(self, p: Processing, model: LoadedModel, networks: dict[str, Any]) -> Iterator[None]:
+        """LoRA/hypernetwork patches and embeddings for one batch; the model is restored on exit."""
+        if self.networks is None:
+            yield
+            return
+        settings = NetworkOptions.from_settings(p.opts)
+        lookup = self.networks.embedding_lookup(model)
+        p.embedding_lookup = lookup
+        with self.networks.activate(model, networks, opts=settings) as active:
+            p.extra_generation_params.update(active.infotext_params())
+            if active.warnings:
+                p.comments["networks"] = "; ".join(active.warnings)
+            yield
+        used = p.embeddings_used
+        if used and settings.add_ti_hashes:
+            text = lookup.hashes_infotext(sorted(used))
+            if text:
+                p.extra_generation_params["TI hashes"] = text
 
     # --- infotext, saving ----------------------------------------------------------------------
     def infotext(self, p: Processing, model: LoadedModel, index: int) -> str:
@@ -296,6 +359,8 @@ class GenerationService:
             enable_hr=p.enable_hr,
             rng=str(p.opts["randn_source"]),
             tiling=p.tiling,
+            token_merging_ratio=SpeedSettings.for_job(p).token_merging_ratio,
+            token_merging_ratio_hr=SpeedSettings.for_job(p, hires=True).token_merging_ratio,
             extra=p.extra_generation_params,
             version=VERSION,
             user=p.user,

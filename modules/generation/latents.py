@@ -35,7 +35,7 @@ def pil_to_tensor(images: list[Image.Image]) -> torch.Tensor:
 
 def tensor_to_pil(samples: torch.Tensor) -> list[Image.Image]:
     """[B, 3, H, W] in [-1, 1] -> RGB images (rounded like A1111: 255 * x, then to uint8)."""
-    x = torch.clamp((samples.float() + 1.0) / 2.0, 0.0, 1.0)
+    x = torch.clamp((torch.nan_to_num(samples.float()) + 1.0) / 2.0, 0.0, 1.0)  # NaN -> mid grey, not garbage
     arr = (255.0 * x.permute(0, 2, 3, 1).cpu().numpy()).astype(np.uint8)
     return [Image.fromarray(a, "RGB") for a in arr]
 

@@ -49,7 +49,8 @@ class PassSpec:
     refiner: tuple[str, float] | None = None  # (checkpoint, switch at fraction)
 
 
-def conditioner_for(model: LoadedModel, p: Processing) -> TextConditioner:
+def conditioner_for(model: LoadedModel, p: Processing, *, embeddings: bool = True) -> TextConditioner:
+    """`embeddings`: the job's textual-inversion lookup (made for the job's main model)."""
     return TextConditioner(
         model.tokenizers,
         model.text_encoders,
@@ -59,7 +60,7 @@ def conditioner_for(model: LoadedModel, p: Processing) -> TextConditioner:
         clip_skip=p.clip_skip,
         emphasis=str(p.opts["emphasis"]),
         comma_padding_backtrack=int(p.opts["comma_padding_backtrack"]),
-        embeddings=None,
+        embeddings=p.embedding_lookup if embeddings else None,
     )
 
 
@@ -182,8 +183,10 @@ def _denoiser_for(
     control: JobControl,
 ) -> CFGDenoiser:
     """Text conditioning + CFG denoiser of one model for this pass."""
+    conditioner = conditioner_for(model, p, embeddings=not model.is_refiner)
+    p.embeddings_used.update(conditioner.embeddings_used([*spec.prompts, *spec.negative_prompts]))
     conditioning = build_prompt_conditioning(
-        conditioner_for(model, p),
+        conditioner,
         spec.prompts,
         spec.negative_prompts,
         steps=sampler.total_steps(p.steps if spec.hires_steps is not None else spec.steps),
@@ -205,6 +208,7 @@ def _denoiser_for(
         ),
         control=control,
         s_min_uncond=p.s_min_uncond,
+        batch_cond_uncond=bool(p.opts.get("batch_cond_uncond", True)),
         init_latent=spec.init_latent if spec.mask is not None else None,
         mask=spec.mask,
         nmask=None if spec.mask is None else 1.0 - spec.mask,

@@ -104,6 +104,8 @@ class Processing:
     comments: dict[str, Any] = field(default_factory=dict)
     scripts: Any = None
     script_args: list[Any] = field(default_factory=list)
+    embedding_lookup: Any = None  # textual-inversion lookup for the job's model (networks)
+    embeddings_used: set[str] = field(default_factory=set)  # names, for "TI hashes"
 
     @property
     def clip_skip(self) -> int:

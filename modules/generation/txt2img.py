@@ -16,6 +16,7 @@ from modules.generation.latents import (
 )
 from modules.generation.passes import PassSpec, run_pass
 from modules.generation.processing import Processing
+from modules.generation.speed import SpeedSettings, speed_patches
 from modules.models.manager import LoadedModel, ModelManager
 
 BUILTIN_IMAGE_UPSCALERS = {"Lanczos": Image.Resampling.LANCZOS, "Nearest": Image.Resampling.NEAREST}
@@ -42,6 +43,16 @@ def hires_target(p: Processing) -> tuple[int, int, int, int]:
         return w - w % 8, h - h % 8, final_w, final_h
     w, h = w - w % 8, h - h % 8
     return w, h, w, h
+
+
+def check_hires_target(p: Processing) -> tuple[int, int, int, int]:
+    """hires_target, refusing sizes the latent grid cannot hold (clear error before any work)."""
+    up_w, up_h, final_w, final_h = hires_target(p)
+    if min(up_w, up_h, final_w, final_h) < 64:
+        raise ValueError(
+            f"hires fix target {final_w}x{final_h} is too small (at least 64x64): raise hr_scale or the resize size"
+        )
+    return up_w, up_h, final_w, final_h
 
 
 def record_hires_params(p: Processing) -> None:
@@ -105,7 +116,7 @@ def _hires_pass(
     preview_every: int,
     models: ModelManager,
 ) -> torch.Tensor:
-    up_w, up_h, final_w, final_h = hires_target(p)
+    up_w, up_h, final_w, final_h = check_hires_target(p)
     upscaler = p.hr_upscaler or "Latent"
     if upscaler in LATENT_UPSCALE_MODES:
         hr_latent = upscale_latent(latents, upscaler, up_h, up_w)
@@ -137,7 +148,8 @@ def _hires_pass(
     )
     p.is_hr_pass = True
     try:
-        return run_pass(hr_model, p, second, control, preview_every=preview_every)
+        with speed_patches(hr_model, SpeedSettings.for_job(p, hires=True)):  # token merging ratio hr
+            return run_pass(hr_model, p, second, control, preview_every=preview_every)
     finally:
         p.is_hr_pass = False
 

@@ -72,8 +72,11 @@ def create_ui(
     *,
     reload_ui: Callable[[], None] | None = None,
     extension_tabs: Sequence[ExtensionTab] = (),
+    extension_host: Any = None,
 ) -> gr.Blocks:
-    """Build the whole UI for these services (no model is loaded here)."""
+    """Build the whole UI for these services (no model is loaded here).
+
+    `extension_host` (modules.extensions.host.ExtensionHost) adds the Extensions tab."""
     paths = services.paths
     ctx = UiContext(services, UiConfig.load(paths.ui_config_file))
     ctx.networks = catalogue_for(ctx)
@@ -89,6 +92,10 @@ def create_ui(
     }
     for ext in extension_tabs:
         builders[ext.title] = (ext.elem_id, ext.blocks.render)
+    if extension_host is not None:
+        from modules.extensions.ui_tab import build_extensions_tab
+
+        builders["Extensions"] = ("extensions", lambda: build_extensions_tab(extension_host))
     with gr.Blocks(title="Stable Diffusion", analytics_enabled=False) as demo:
         json_box = gr.Textbox(settings_json(services.options), visible="hidden", elem_id="settings_json")
         quick = build_quicksettings(ctx, json_box)
@@ -177,11 +184,21 @@ def gradio_auth(services: Services) -> list[tuple[str, str]] | None:
 class UiHost:
     """Owns the mounted UI; `reload()` rebuilds it from current settings (A1111 "Reload UI")."""
 
-    def __init__(self, app: FastAPI, services: Services, assets: UiAssets, extension_tabs: Sequence[ExtensionTab]):
+    def __init__(
+        self,
+        app: FastAPI,
+        services: Services,
+        assets: UiAssets,
+        extension_tabs: Sequence[ExtensionTab],
+        extension_host: Any = None,
+        after_mount: Callable[[FastAPI], None] | None = None,
+    ):
         self.app = app
         self.services = services
         self.assets = assets
         self.extension_tabs = list(extension_tabs)
+        self.extension_host = extension_host
+        self.after_mount = after_mount  # e.g. the server's login hook, re-applied after "Reload UI"
         self._lock = threading.Lock()
         self.blocks: gr.Blocks | None = None
 
@@ -199,15 +216,28 @@ class UiHost:
         }
 
     def mount(self) -> FastAPI:
-        self.blocks = create_ui(self.services, reload_ui=self.reload, extension_tabs=self.extension_tabs)
-        return gr.mount_gradio_app(self.app, self.blocks, **self._mount_kwargs())
+        self.blocks = self._create()
+        app = gr.mount_gradio_app(self.app, self.blocks, **self._mount_kwargs())
+        if self.after_mount is not None:
+            self.after_mount(app)
+        return app
+
+    def _create(self) -> gr.Blocks:
+        return create_ui(
+            self.services,
+            reload_ui=self.reload,
+            extension_tabs=self.extension_tabs,
+            extension_host=self.extension_host,
+        )
 
     def reload(self) -> None:
         """Build a fresh Blocks and swap it into the existing mount (runs its queue first)."""
         with self._lock:
             scratch = FastAPI()
-            blocks = create_ui(self.services, reload_ui=self.reload, extension_tabs=self.extension_tabs)
+            blocks = self._create()
             gr.mount_gradio_app(scratch, blocks, **self._mount_kwargs())
+            if self.after_mount is not None:
+                self.after_mount(scratch)
             fresh = next(r for r in scratch.router.routes if isinstance(r, Mount) and r.path == "")
             fresh.app.get_blocks().run_startup_events()  # type: ignore[attr-defined]
             for route in self.app.router.routes:
@@ -219,9 +249,24 @@ class UiHost:
 
 
 def mount_ui(
-    app: FastAPI, services: Services, *, assets: UiAssets | None = None, extension_tabs: Sequence[ExtensionTab] = ()
+    app: FastAPI,
+    services: Services,
+    *,
+    assets: UiAssets | None = None,
+    extension_tabs: Sequence[ExtensionTab] = (),
+    extension_host: Any = None,
+    after_mount: Callable[[FastAPI], None] | None = None,
 ) -> FastAPI:
-    """Mount the UI at "/" on `app` (what server.build_app calls unless --nowebui)."""
-    host = UiHost(app, services, assets or UiAssets(), extension_tabs)
+    """Mount the UI at "/" on `app` (what server.build_app calls unless --nowebui).
+
+    With an `extension_host`, its on_ui_tabs tabs, JS/CSS and the Extensions tab are added."""
+    if extension_host is not None:
+        extension_tabs = [*extension_tabs, *(ExtensionTab(*t) for t in extension_host.extension_tabs())]
+        base = assets or UiAssets()
+        assets = UiAssets(
+            scripts=[*base.scripts, *(a.path for a in extension_host.collected_js() if a.path.suffix == ".js")],
+            stylesheets=[*base.stylesheets, *(a.path for a in extension_host.collected_css())],
+        )
+    host = UiHost(app, services, assets or UiAssets(), extension_tabs, extension_host, after_mount)
     app.state.ui_host = host
     return host.mount()

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import stats
 
 from modules.generation.samplers.common import append_zero
 from modules.generation.samplers.kdiffusion import karras_sigmas
@@ -225,6 +224,8 @@ def ddim_sigmas(n: int, model: ModelSigmas) -> torch.Tensor:
 
 def beta_sigmas(n: int, sigma_min: float, sigma_max: float, alpha: float = 0.6, beta: float = 0.6) -> torch.Tensor:
     """Beta-distribution quantiles mapped linearly onto [sigma_min, sigma_max] (Lee et al. 2024)."""
+    from scipy import stats  # slow to import: only when the Beta schedule is used
+
     quantiles = [float(stats.beta.ppf(p, alpha, beta)) for p in 1 - np.linspace(0, 1, n)]
     return torch.tensor([sigma_min + q * (sigma_max - sigma_min) for q in quantiles] + [0.0], dtype=torch.float32)
 

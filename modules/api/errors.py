@@ -1,0 +1,148 @@
+"""A1111's JSON error shape `{error, detail, body, errors}` for every failure the API reports.
+
+Client mistakes map to 4xx (bad names, bad images, limits, full queue), a job that ran out of
+memory or crashed to 500; the worker keeps running either way (see modules.core.jobs).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from modules.api.auth import AuthConfigError
+from modules.api.limits import LimitExceeded
+from modules.api.url_inputs import UrlInputError
+from modules.core.jobs import JobInterrupted, JobNotFound, QueueFull
+from modules.core.options import OptionError
+from modules.generation.image_io import ImageDecodeError
+from modules.generation.masking import MaskError
+from modules.generation.samplers import UnknownSamplerError, UnknownSchedulerError
+from modules.models.errors import ModelError, ModelNotFound
+from modules.postprocessing import FaceRestorationUnavailable, UpscalerError
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error with an HTTP status, raised by route code."""
+
+    def __init__(self, status: int, detail: str, error: str | None = None):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.error = error or type(self).__name__
+
+
+class Forbidden(ApiError):
+    def __init__(self, detail: str):
+        super().__init__(403, detail, "Forbidden")
+
+
+def error_body(error: str, detail: Any, errors: str = "") -> dict[str, Any]:
+    return {
+        "error": error,
+        "detail": detail,
+        "body": "",
+        "errors": errors or (detail if isinstance(detail, str) else ""),
+    }
+
+
+def error_response(status: int, error: str, detail: Any, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content=error_body(error, detail), headers=dict(headers or {}))
+
+
+# Exception type -> HTTP status, most specific first.
+STATUS_BY_TYPE: tuple[tuple[type[BaseException], int], ...] = (
+    (ModelNotFound, 404),
+    (JobNotFound, 404),
+    (QueueFull, 429),
+    (JobInterrupted, 409),
+    (LimitExceeded, 400),
+    (UrlInputError, 400),
+    (UnknownSamplerError, 400),
+    (UnknownSchedulerError, 400),
+    (ImageDecodeError, 400),
+    (MaskError, 400),
+    (OptionError, 400),
+    (ModelError, 400),
+    (UpscalerError, 400),
+    (FaceRestorationUnavailable, 400),
+    (AuthConfigError, 400),
+    (ValidationError, 422),
+    (ValueError, 400),
+)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """MemoryError, torch.OutOfMemoryError (CUDA/MPS/XPU), and errors whose text says so."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    return "out of memory" in str(exc).lower() and isinstance(exc, RuntimeError)
+
+
+def status_for(exc: BaseException) -> int:
+    if is_out_of_memory(exc):
+        return 500
+    for exc_type, status in STATUS_BY_TYPE:
+        if isinstance(exc, exc_type):
+            return status
+    return 500
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, JobInterrupted):
+        return "the job was cancelled before it started"
+    if isinstance(exc, JobNotFound):
+        return f"no task {exc.args[0]!r}" if exc.args else "no such task"
+    if is_out_of_memory(exc):
+        return f"out of memory while running the job ({type(exc).__name__}: {exc}); try a smaller size or batch"
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+    return str(exc) or type(exc).__name__
+
+
+def response_for(exc: BaseException) -> JSONResponse:
+    status = status_for(exc)
+    name = "OutOfMemoryError" if is_out_of_memory(exc) else type(exc).__name__
+    if isinstance(exc, JobInterrupted):
+        name = "JobCancelled"
+    if status >= 500:
+        log.error("API request failed: %s: %s", type(exc).__name__, exc)
+    return error_response(status, name, describe(exc))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """JSON errors in A1111's shape for HTTP errors, validation errors and everything else."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.error, exc.detail)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(exc.status_code, "HTTPException", exc.detail, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # `detail` keeps FastAPI's list (clients read it); `errors` is a readable summary.
+        errors = list(exc.errors())
+        summary = "; ".join(f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg', '')}" for e in errors)
+        detail = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in errors]
+        return JSONResponse(status_code=422, content=error_body("RequestValidationError", detail, summary))
+
+    async def _known_error(_: Request, exc: Exception) -> JSONResponse:
+        if status_for(exc) >= 500 and not is_out_of_memory(exc):
+            log.error("API request failed", exc_info=exc)
+        return response_for(exc)
+
+    # Registered per type so Starlette answers them itself; a bare `Exception` handler would also
+    # re-raise them into the server log as crashes.
+    for exc_type in (*(t for t, _ in STATUS_BY_TYPE), MemoryError, RuntimeError, Exception):
+        app.add_exception_handler(exc_type, _known_error)

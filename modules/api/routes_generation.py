@@ -1,0 +1,193 @@
+"""txt2img, img2img, extras and png-info routes (A1111 shapes; http-api.md §3-§6).
+
+Requests are checked (limits, settings, images) before they are queued, so mistakes cost the
+queue nothing; the job runs on the shared queue like the UI's; the handler awaits it on the
+event loop, so a long queue ties up no server threads.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from PIL import Image
+
+from modules.api.context import ApiContext, current_user, wait_for
+from modules.api.errors import ApiError
+from modules.api.limits import check_generation, check_upscale
+from modules.api.schemas import (
+    ErrorResponse,
+    ExtrasBaseRequest,
+    ExtrasBatchImagesRequest,
+    ExtrasBatchImagesResponse,
+    ExtrasSingleImageRequest,
+    ExtrasSingleImageResponse,
+    ImageToImageResponse,
+    PNGInfoRequest,
+    PNGInfoResponse,
+    TextToImageResponse,
+)
+from modules.api.url_inputs import load_image_input
+from modules.generation import samplers
+from modules.generation.image_io import decode_image_base64, encode_image_base64, read_info_from_image
+from modules.generation.infotext import parse_generation_parameters
+from modules.generation.infotext_fields import infotext_to_request_fields
+from modules.generation.processing import GenerationResult
+from modules.generation.requests import GenerationRequest, Img2ImgRequest, Txt2ImgRequest
+from modules.postprocessing import ExtrasParams, ExtrasResult, run_extras
+
+R = TypeVar("R", bound=GenerationRequest)
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "Bad request or a limit exceeded"},
+    404: {"model": ErrorResponse, "description": "Missing image or unknown model"},
+    409: {"model": ErrorResponse, "description": "The job was cancelled before it started"},
+    413: {"model": ErrorResponse, "description": "Request body too large"},
+    429: {"model": ErrorResponse, "description": "Too many jobs waiting for this user"},
+    500: {"model": ErrorResponse, "description": "The job failed (e.g. out of memory)"},
+}
+
+
+def plaintext_to_html(text: str) -> str:
+    return "<p>" + "<br>\n".join(html.escape(line) for line in text.split("\n")) + "</p>"
+
+
+def apply_infotext(req: R, ctx: ApiContext, tab: str) -> R:
+    """A1111 `infotext` field: fill the fields the client did not set, add its override settings."""
+    if not req.infotext:
+        return req
+    options = ctx.services.options
+    params = parse_generation_parameters(req.infotext)
+    found = infotext_to_request_fields(
+        params,
+        ctx.services.registry,
+        tab=tab,  # type: ignore[arg-type]
+        current_settings=options.as_dict(),
+        disable_weights_auto_swap=bool(options.get("disable_weights_auto_swap")),
+    )
+    data = req.model_dump()
+    data.update(
+        {k: v for k, v in found.fields.items() if k in type(req).model_fields and k not in req.model_fields_set}
+    )
+    overrides = {**found.override_settings, **(req.override_settings or {})}
+    data["override_settings"] = overrides or None
+    return type(req).model_validate(data)
+
+
+def prepare_request(req: R, ctx: ApiContext, tab: str) -> R:
+    req = apply_infotext(req, ctx, tab)
+    check_generation(req, ctx.limits)
+    samplers.resolve_sampler(req.effective_sampler_name, req.scheduler)  # unknown names: 400 before queueing
+    ctx.check_settings_keys(set(req.override_settings or {}), "override_settings")
+    ctx.services.options.view(req.override_settings)  # unknown keys / bad values: 400 before queueing
+    if not req.save_images:
+        req = req.model_copy(update={"do_not_save_samples": True, "do_not_save_grid": True})
+    return req
+
+
+def encode_result(result: GenerationResult, send: bool) -> list[str]:
+    if not send:
+        return []
+    return [encode_image_base64(img, "png", text) for img, text in zip(result.images, result.infotexts, strict=True)]
+
+
+def extras_params(req: ExtrasBaseRequest) -> ExtrasParams:
+    return ExtrasParams(**req.model_dump(include=set(ExtrasParams.model_fields)))
+
+
+def check_extras_size(image: Image.Image, req: ExtrasBaseRequest, ctx: ApiContext) -> None:
+    if req.upscaler_1 == "None":
+        return
+    if req.resize_mode == 1:
+        w, h = req.upscaling_resize_w, req.upscaling_resize_h
+        scale = max(w / image.width, h / image.height)
+        check_upscale(image.width, image.height, scale, (w, h) if req.upscaling_crop else None, ctx.limits)
+    else:
+        check_upscale(image.width, image.height, req.upscaling_resize, None, ctx.limits)
+
+
+def extras_image(image: Image.Image, result: ExtrasResult) -> Image.Image:
+    """The processed image carrying the source's text chunks plus the postprocessing infotext."""
+    out = result.image
+    out.info = {k: v for k, v in image.info.items() if isinstance(k, str) and isinstance(v, str)}
+    if result.infotext:
+        out.info["postprocessing"] = result.infotext
+    return out
+
+
+def add_generation_routes(router: APIRouter, ctx: ApiContext) -> None:
+    gen = ctx.services.generation
+
+    @router.post("/txt2img", response_model=TextToImageResponse, responses=ERRORS)
+    async def text2imgapi(txt2imgreq: Txt2ImgRequest, request: Request) -> TextToImageResponse:
+        req = prepare_request(txt2imgreq, ctx, "txt2img")
+        user = current_user(request)
+        job = ctx.submit(request, "txt2img", lambda c: gen.txt2img(req, c, user=user), req.force_task_id)
+        result: GenerationResult = await wait_for(job)
+        images = await run_in_threadpool(encode_result, result, req.send_images)
+        return TextToImageResponse(images=images, parameters=req.model_dump(), info=result.info_json())
+
+    @router.post("/img2img", response_model=ImageToImageResponse, responses=ERRORS)
+    async def img2imgapi(img2imgreq: Img2ImgRequest, request: Request) -> ImageToImageResponse:
+        if not img2imgreq.init_images:
+            raise ApiError(404, "Init image not found", "HTTPException")
+        req = prepare_request(img2imgreq, ctx, "img2img")
+        policy = ctx.url_policy
+        images = await run_in_threadpool(lambda: [load_image_input(item, policy) for item in req.init_images])
+        mask = await run_in_threadpool(load_image_input, req.mask, policy) if req.mask else None
+        user = current_user(request)
+        job = ctx.submit(
+            request,
+            "img2img",
+            lambda c: gen.img2img(req, c, user=user, init_images=images, mask=mask),
+            req.force_task_id,
+        )
+        result: GenerationResult = await wait_for(job)
+        encoded = await run_in_threadpool(encode_result, result, req.send_images)
+        params = req.model_dump()
+        if not req.include_init_images:
+            params["init_images"] = None
+            params["mask"] = None
+        return ImageToImageResponse(images=encoded, parameters=params, info=result.info_json())
+
+    @router.post("/extra-single-image", response_model=ExtrasSingleImageResponse, responses=ERRORS)
+    async def extras_single_image_api(req: ExtrasSingleImageRequest, request: Request) -> ExtrasSingleImageResponse:
+        if not req.image:
+            raise ApiError(404, "Image not found", "HTTPException")
+        image = await run_in_threadpool(load_image_input, req.image, ctx.url_policy)
+        check_extras_size(image, req, ctx)
+        params = extras_params(req)
+        job = ctx.submit(request, "extras", lambda _: run_extras(image, params, ctx.upscalers, ctx.faces))
+        result: ExtrasResult = await wait_for(job)
+        encoded = await run_in_threadpool(encode_image_base64, extras_image(image, result), "png")
+        return ExtrasSingleImageResponse(html_info=plaintext_to_html(result.infotext), image=encoded)
+
+    @router.post("/extra-batch-images", response_model=ExtrasBatchImagesResponse, responses=ERRORS)
+    async def extras_batch_images_api(req: ExtrasBatchImagesRequest, request: Request) -> ExtrasBatchImagesResponse:
+        policy = ctx.url_policy
+        images = await run_in_threadpool(lambda: [load_image_input(f.data, policy) for f in req.imageList])
+        for image in images:
+            check_extras_size(image, req, ctx)
+        params = extras_params(req)
+
+        def run(_: Any) -> list[tuple[Image.Image, ExtrasResult]]:
+            return [(image, run_extras(image, params, ctx.upscalers, ctx.faces)) for image in images]
+
+        results: list[tuple[Image.Image, ExtrasResult]] = await wait_for(ctx.submit(request, "extras", run))
+        encoded = await run_in_threadpool(
+            lambda: [encode_image_base64(extras_image(src, res), "png") for src, res in results]
+        )
+        info = results[0][1].infotext if results else ""
+        return ExtrasBatchImagesResponse(html_info=plaintext_to_html(info), images=encoded)
+
+    @router.post("/png-info", response_model=PNGInfoResponse, responses=ERRORS)
+    async def pnginfoapi(req: PNGInfoRequest) -> PNGInfoResponse:
+        if not req.image.strip():
+            raise ApiError(404, "Image not found", "HTTPException")
+        image = await run_in_threadpool(decode_image_base64, req.image)
+        info = read_info_from_image(image)
+        text = info.parameters or ""
+        parameters = parse_generation_parameters(text) if text else {}
+        return PNGInfoResponse(info=text, items=info.items, parameters=parameters)

@@ -1,0 +1,364 @@
+"""Train the built-in demo model from scratch on procedural shapes (CPU, fixed seeds).
+
+    python -m modules.demo.train --out cache/demo-train [--threads 2] [--vae-steps N] [--unet-steps N]
+
+Stages, each resumable (a finished stage's file is reused when the command is run again):
+1. VAE (`vae.pt`): AutoencoderKL taught a designed latent code (per 8x8 cell: mean colour and
+   shape coverage, see `designed_latents`): the encoder regresses it, the decoder reconstructs the
+   image from it (plus noise); shape pixels weighted up in the reconstruction loss. Afterwards its latent
+   space is re-centred and re-scaled per channel (folded into quant_conv / post_quant_conv, exact)
+   so that latents times SD1's fixed scaling factor 0.18215 have unit variance, as the diffusion
+   schedule expects.
+2. Latents (`latents.pt`): the training scenes encoded once (distribution means).
+3. UNet + text encoder (`unet-<step>.pt` every --save-every steps, resumable): eps prediction on the
+   SD1 scaled-linear 1000-step schedule, min-SNR-5 loss weighting, 10% empty captions
+   (classifier-free guidance), an EMA copy of the weights is what gets exported.
+4. Export: `demo.safetensors` (fp16, A1111 single-file layout) in --out; also written for each
+   saved step as `demo-<step>.safetensors` so a run can be judged while it goes on.
+Progress goes to stdout and `<out>/train.log` (one JSON object per line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import random
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from modules.demo.dataset import Scene, caption, make_samples
+from modules.demo.model import FAMILY, IMAGE_SIZE, DemoArchitecture, DemoParts, build_parts, demo_configs
+from modules.models.loader import save_single_file
+from modules.models.tokenizer import load_clip_tokenizer
+
+VAE_SCALING = 0.18215  # SD1's fixed factor (the loader keeps the family's value)
+EMPTY_CAPTION_RATE = 0.1
+MIN_SNR_GAMMA = 5.0
+DECODER_NOISE = 0.05
+SHAPE_WEIGHT = 4.0
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    out: Path
+    seed: int = 0
+    threads: int = 2
+    images: int = 3000
+    vae_steps: int = 300
+    vae_batch: int = 8
+    vae_lr: float = 2e-3
+    unet_steps: int = 800
+    unet_batch: int = 32
+    unet_lr: float = 8e-4
+    warmup: int = 100
+    ema_decay: float = 0.995
+    save_every: int = 200
+    cache: Path = Path("cache")
+
+
+class Log:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.start = time.monotonic()
+
+    def __call__(self, **fields: Any) -> None:
+        fields["elapsed_s"] = round(time.monotonic() - self.start, 1)
+        line = json.dumps(fields)
+        print(line, flush=True)
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+
+
+def images_to_tensor(images: Sequence[Any]) -> torch.Tensor:
+    arrays = np.stack([np.asarray(img, dtype=np.float32) / 127.5 - 1.0 for img in images])
+    return torch.from_numpy(arrays).permute(0, 3, 1, 2).contiguous()
+
+
+# --- stage 1: VAE ----------------------------------------------------------------------------------
+
+
+def designed_latents(pixels: torch.Tensor) -> torch.Tensor:
+    """The latent code the VAE is taught: per 8x8 cell, the mean colour and the shape's coverage.
+
+    Channels 0-2: the cell's mean RGB ([-1, 1]); channel 3: the fraction of the cell covered by
+    saturated (shape) pixels, mapped to [-1, 1]. With a fixed target the encoder is a quick
+    regression and the decoder learns from informative inputs from the first step; learning both
+    ends jointly from a random start took far more steps than the CPU budget allows.
+    """
+    chroma = pixels.max(dim=1, keepdim=True).values - pixels.min(dim=1, keepdim=True).values
+    coverage = F.avg_pool2d((chroma > 0.3).float(), 8) * 2 - 1
+    return torch.cat([F.avg_pool2d(pixels, 8), coverage], dim=1)
+
+
+def _vae_loss(vae: Any, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    target = designed_latents(batch)
+    posterior = vae.encode(batch).latent_dist
+    encoder_loss = F.mse_loss(posterior.mean, target) + 0.01 * F.mse_loss(
+        posterior.logvar, torch.full_like(target, -8.0)
+    )
+    # the decoder sees the designed code plus noise: the UNet's latents are never exact
+    noisy = target + DECODER_NOISE * torch.randn(target.shape, generator=generator)
+    recon = vae.decode(noisy).sample
+    # the shape is a small part of each image: weight its (saturated) pixels up so it is learnt early
+    chroma = batch.max(dim=1, keepdim=True).values - batch.min(dim=1, keepdim=True).values
+    weight = 1.0 + SHAPE_WEIGHT * (chroma > 0.3).float()
+    error = (recon - batch).abs() + (recon - batch) ** 2
+    return (weight * error).mean() / weight.mean() + encoder_loss
+
+
+def train_vae(vae: Any, pixels: torch.Tensor, settings: TrainSettings, log: Log) -> None:
+    """Whole images; cosine learning rate after a short warm-up."""
+    generator = torch.Generator().manual_seed(settings.seed + 1)
+    optimiser = torch.optim.AdamW(vae.parameters(), lr=settings.vae_lr, weight_decay=0.0)
+    vae.train()
+    for step in range(settings.vae_steps):
+        batch = pixels[torch.randint(0, len(pixels), (settings.vae_batch,), generator=generator)]
+        warm = min(1.0, (step + 1) / 20)
+        for group in optimiser.param_groups:
+            group["lr"] = settings.vae_lr * warm * 0.5 * (1 + math.cos(math.pi * step / settings.vae_steps))
+        loss = _vae_loss(vae, batch, generator)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        optimiser.step()
+        if step % 25 == 0 or step == settings.vae_steps - 1:
+            log(stage="vae", step=step, loss=round(loss.item(), 5))
+    vae.eval()
+
+
+@torch.no_grad()
+def encode_means(vae: Any, pixels: torch.Tensor, batch: int = 64) -> torch.Tensor:
+    return torch.cat([vae.encode(pixels[i : i + batch]).latent_dist.mean for i in range(0, len(pixels), batch)])
+
+
+@torch.no_grad()
+def normalise_latent_space(vae: Any, latents: torch.Tensor) -> torch.Tensor:
+    """Re-centre/re-scale each latent channel inside the VAE so latents * 0.18215 are ~N(0, 1).
+
+    Encoder: mean' = k (mean - m) and logvar' = logvar + 2 ln k (rows of quant_conv). Decoder:
+    post_quant_conv(z) = W z + b with z = z'/k + m, so W' = W / k, b' = b + W m. Returns the
+    transformed latents.
+    """
+    channels = latents.shape[1]
+    m = latents.mean(dim=(0, 2, 3))
+    k = 1.0 / (VAE_SCALING * latents.std(dim=(0, 2, 3)))
+    qw, qb = vae.quant_conv.weight, vae.quant_conv.bias
+    qw[:channels] *= k.view(-1, 1, 1, 1)
+    qb[:channels] = k * (qb[:channels] - m)
+    qb[channels:] += 2 * torch.log(k)
+    pw, pb = vae.post_quant_conv.weight, vae.post_quant_conv.bias
+    pb += (pw[:, :, 0, 0] * m.view(1, -1)).sum(dim=1)
+    pw /= k.view(1, -1, 1, 1)
+    return (latents - m.view(1, -1, 1, 1)) * k.view(1, -1, 1, 1)
+
+
+# --- stage 3: UNet + text encoder -------------------------------------------------------------------
+
+
+def _token_ids(tokenizer: Any, captions: Sequence[str]) -> torch.Tensor:
+    # the engine pads every chunk to 77 tokens with the end token, as SD1 was trained
+    out = tokenizer(list(captions), padding="max_length", max_length=77, truncation=True, return_tensors="pt")
+    return out.input_ids
+
+
+def _snr_weights(alphas_cumprod: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+    snr = alphas_cumprod[timesteps] / (1 - alphas_cumprod[timesteps])
+    return torch.clamp(snr, max=MIN_SNR_GAMMA) / snr
+
+
+@dataclass
+class UNetState:
+    step: int
+    parts: DemoParts
+    ema_unet: Any
+    ema_text: Any
+    optimiser: torch.optim.Optimizer
+
+
+def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    with torch.no_grad():
+        for e, p in zip(ema.parameters(), model.parameters(), strict=True):
+            e.lerp_(p, 1 - decay)
+
+
+def unet_step(
+    state: UNetState, latents: torch.Tensor, scenes: Sequence[Scene], tokenizer: Any, settings: TrainSettings
+) -> float:
+    rng = random.Random(settings.seed * 1_000_003 + state.step)
+    generator = torch.Generator().manual_seed(settings.seed * 7919 + state.step)
+    index = torch.randint(0, len(latents), (settings.unet_batch,), generator=generator)
+    captions = ["" if rng.random() < EMPTY_CAPTION_RATE else caption(scenes[i], rng) for i in index.tolist()]
+    x0 = latents[index] * VAE_SCALING
+    noise = torch.randn(x0.shape, generator=generator)
+    timesteps = torch.randint(0, 1000, (len(x0),), generator=generator)
+    scheduler, unet, text = state.parts.scheduler, state.parts.unet, state.parts.text_encoder
+    noisy = scheduler.add_noise(x0, noise, timesteps)
+    context = text(_token_ids(tokenizer, captions)).last_hidden_state
+    prediction = unet(noisy, timesteps, encoder_hidden_states=context).sample
+    per_sample = ((prediction - noise) ** 2).mean(dim=(1, 2, 3))
+    loss = (per_sample * _snr_weights(scheduler.alphas_cumprod, timesteps)).mean()
+    lr = settings.unet_lr * min(1.0, (state.step + 1) / settings.warmup)
+    lr *= 0.5 * (1 + math.cos(math.pi * state.step / settings.unet_steps)) * 0.9 + 0.1
+    for group in state.optimiser.param_groups:
+        group["lr"] = lr
+    state.optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_([*unet.parameters(), *text.parameters()], 1.0)
+    state.optimiser.step()
+    decay = min(settings.ema_decay, (1 + state.step) / (10 + state.step))
+    _ema_update(state.ema_unet, unet, decay)
+    _ema_update(state.ema_text, text, decay)
+    state.step += 1
+    return loss.item()
+
+
+def _save_unet_state(state: UNetState, path: Path) -> None:
+    torch.save(
+        {
+            "step": state.step,
+            "unet": state.parts.unet.state_dict(),
+            "text": state.parts.text_encoder.state_dict(),
+            "ema_unet": state.ema_unet.state_dict(),
+            "ema_text": state.ema_text.state_dict(),
+            "optimiser": state.optimiser.state_dict(),
+        },
+        path,
+    )
+
+
+def _latest_unet_state(out: Path) -> Path | None:
+    found = sorted(out.glob("unet-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+    return found[-1] if found else None
+
+
+def export(parts: DemoParts, ema_unet: Any, ema_text: Any, path: Path, metadata: dict[str, str]) -> Path:
+    """The EMA weights with the trained VAE, as an fp16 single-file SD1 checkpoint."""
+    exported = DemoParts(parts.configs, ema_unet, parts.vae, ema_text, parts.scheduler)
+    return save_single_file(exported, FAMILY, path, dtype=torch.float16, metadata=metadata)
+
+
+# --- driver -----------------------------------------------------------------------------------------
+
+
+def _vae_stage(parts: DemoParts, pixels: torch.Tensor, settings: TrainSettings, log: Log) -> torch.Tensor:
+    vae_file, latent_file = settings.out / "vae.pt", settings.out / "latents.pt"
+    if vae_file.is_file() and latent_file.is_file():
+        parts.vae.load_state_dict(torch.load(vae_file))
+        log(stage="vae", note="reused vae.pt and latents.pt")
+        return torch.load(latent_file)
+    train_vae(parts.vae, pixels, settings, log)
+    latents = normalise_latent_space(parts.vae, encode_means(parts.vae, pixels))
+    with torch.no_grad():
+        recon = parts.vae.decode(encode_means(parts.vae, pixels[:64])).sample
+    log(stage="vae", recon_l1=round(F.l1_loss(recon, pixels[:64]).item(), 5), latent_std=latents.std().item())
+    torch.save(parts.vae.state_dict(), vae_file)
+    torch.save(latents, latent_file)
+    return latents
+
+
+def run(settings: TrainSettings) -> Path:
+    torch.set_num_threads(settings.threads)
+    settings.out.mkdir(parents=True, exist_ok=True)
+    log = Log(settings.out / "train.log")
+    log(stage="start", settings={k: str(v) for k, v in asdict(settings).items()})
+    torch.manual_seed(settings.seed)
+    parts = build_parts(demo_configs(DemoArchitecture()), settings.seed)
+    samples = make_samples(settings.images, IMAGE_SIZE, settings.seed)
+    scenes = [s.scene for s in samples]
+    latents = _vae_stage(parts, images_to_tensor([s.image for s in samples]), settings, log)
+    del samples
+    parts.vae.requires_grad_(False)
+    tokenizer = load_clip_tokenizer(settings.cache.resolve() / "tokenizers")
+    params = [*parts.unet.parameters(), *parts.text_encoder.parameters()]
+    state = UNetState(
+        0,
+        parts,
+        copy.deepcopy(parts.unet).requires_grad_(False),
+        copy.deepcopy(parts.text_encoder).requires_grad_(False),
+        torch.optim.AdamW(params, lr=settings.unet_lr, weight_decay=0.01),
+    )
+    _resume(state, settings.out, log)
+    parts.unet.train()
+    parts.text_encoder.train()
+    losses: list[float] = []
+    while state.step < settings.unet_steps:
+        losses.append(unet_step(state, latents, scenes, tokenizer, settings))
+        if state.step % 25 == 0:
+            log(stage="unet", step=state.step, loss=round(sum(losses) / len(losses), 5))
+            losses = []
+        if state.step % settings.save_every == 0 or state.step == settings.unet_steps:
+            previous = _latest_unet_state(settings.out)
+            _save_unet_state(state, settings.out / f"unet-{state.step}.pt")
+            if previous is not None and previous.name != f"unet-{state.step}.pt":
+                previous.unlink()  # only the newest training state is kept (~120 MB each)
+            export(
+                parts,
+                state.ema_unet,
+                state.ema_text,
+                settings.out / f"demo-{state.step}.safetensors",
+                _meta(settings, state.step),
+            )
+    final = export(
+        parts, state.ema_unet, state.ema_text, settings.out / "demo.safetensors", _meta(settings, state.step)
+    )
+    log(stage="done", file=str(final), bytes=final.stat().st_size)
+    return final
+
+
+def _resume(state: UNetState, out: Path, log: Log) -> None:
+    latest = _latest_unet_state(out)
+    if latest is None:
+        return
+    saved = torch.load(latest)
+    state.step = int(saved["step"])
+    state.parts.unet.load_state_dict(saved["unet"])
+    state.parts.text_encoder.load_state_dict(saved["text"])
+    state.ema_unet.load_state_dict(saved["ema_unet"])
+    state.ema_text.load_state_dict(saved["ema_text"])
+    state.optimiser.load_state_dict(saved["optimiser"])
+    log(stage="unet", note=f"resumed from {latest.name}")
+
+
+def _meta(settings: TrainSettings, step: int) -> dict[str, str]:
+    return {
+        "modelspec.title": "demo-shapes",
+        "modelspec.description": "Built-in demo model: coloured shapes (trained by python -m modules.demo.train)",
+        "demo.seed": str(settings.seed),
+        "demo.unet_steps": str(step),
+        "demo.images": str(settings.images),
+    }
+
+
+def parse_args(argv: Sequence[str] | None) -> TrainSettings:
+    defaults = TrainSettings(out=Path("."))
+    parser = argparse.ArgumentParser(prog="python -m modules.demo.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, required=True, help="work folder: logs, stage files, checkpoints")
+    for name in ("seed", "threads", "images", "vae_steps", "unet_steps", "unet_batch", "save_every"):
+        parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
+    for name in ("vae_lr", "unet_lr"):
+        parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
+    parser.add_argument("--cache", type=Path, default=defaults.cache, help="cache root (tokenizer files)")
+    args = parser.parse_args(argv)
+    values = vars(args)
+    if values["unet_steps"] < 1 or values["images"] < 1:
+        parser.error("--unet-steps and --images must be positive")
+    return TrainSettings(**values)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    run(parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

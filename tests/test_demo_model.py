@@ -1,0 +1,206 @@
+"""The built-in demo model: data, judge, training pieces, listing, and prompt adherence (issue 9).
+
+The adherence tests load the committed checkpoint through ModelManager and generate through
+GenerationService, exactly as for any user checkpoint, and score the images with the judge of
+modules/demo/judge.py (hue votes of saturated pixels; fill ratio and top-half share of the shape).
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from modules.demo import train
+from modules.demo.builtin import DEMO_CHECKPOINT, builtin_checkpoints
+from modules.demo.dataset import COLOURS, SHAPES, Scene, caption, make_samples, random_scene, render
+from modules.demo.evaluate import (
+    IMG2IMG_SCENES,
+    DemoEnv,
+    SamplingSettings,
+    colour_adherence,
+    demo_env,
+    images_of,
+    img2img_keeps,
+    negative_prompt_effect,
+    shape_adherence,
+)
+from modules.demo.judge import classify_shape, judge
+from modules.demo.model import IMAGE_SIZE, DemoArchitecture, demo_configs
+from modules.generation.infotext import parse_generation_parameters
+from modules.models.identify import identify_file, read_safetensors_header
+from tests.fixtures_models import TinyModelFiles, link_into
+
+SAMPLING = SamplingSettings(steps=12, sampler_name="DPM++ 2M", cfg_scale=7.0)
+SEED = 1000
+SEEDS = 6
+
+# --- data and judge ---------------------------------------------------------------------------
+
+
+def test_caption_grammar() -> None:
+    scene = Scene("circle", "red", "large", "top left", "white")
+    assert caption(scene) == "a large red circle on a white background, top left"
+    two_tone = Scene("star", "blue", "small", "center", "black", background2="gray")
+    assert caption(two_tone) == "a small blue star on a black and gray background, center"
+    short = {caption(scene, random.Random(i)) for i in range(200)}
+    assert "a red circle" in short  # optional parts are sometimes left out
+    assert all(text.startswith("a ") and "red circle" in text for text in short)
+
+
+def test_scene_rejects_unknown_words() -> None:
+    with pytest.raises(ValueError, match="unknown colour 'teal'"):
+        Scene("circle", "teal", "large", "center", "white")
+    with pytest.raises(ValueError, match="unknown shape 'hexagon'"):
+        Scene("hexagon", "red", "large", "center", "white")
+    with pytest.raises(ValueError, match="unknown background 'red'"):
+        Scene("circle", "blue", "large", "center", "white", background2="red")
+
+
+def test_samples_are_deterministic_and_sized() -> None:
+    a, b = make_samples(4, IMAGE_SIZE, seed=3), make_samples(4, IMAGE_SIZE, seed=3)
+    assert [s.caption for s in a] == [s.caption for s in b]
+    assert all(np.array_equal(np.asarray(x.image), np.asarray(y.image)) for x, y in zip(a, b, strict=True))
+    assert a[0].image.size == (IMAGE_SIZE, IMAGE_SIZE)
+    assert [s.caption for s in make_samples(4, IMAGE_SIZE, seed=4)] != [s.caption for s in a]
+
+
+def test_render_puts_the_shape_where_the_caption_says() -> None:
+    image = np.asarray(render(Scene("square", "blue", "small", "top left", "white"), 64)).astype(int)
+    blue = (image[..., 2] > 150) & (image[..., 0] < 100)
+    ys, xs = np.nonzero(blue)
+    assert 14 < ys.mean() < 24 and 14 < xs.mean() < 24  # centre at 0.3 of 64 px (+- jitter 0)
+    assert (image[0, -1] == (245, 245, 245)).all()
+
+
+def test_judge_is_right_on_the_training_renders() -> None:
+    rng = random.Random(11)
+    for _ in range(150):
+        scene = random_scene(rng)
+        verdict = judge(render(scene, IMAGE_SIZE), SHAPES)
+        assert (verdict.colour, verdict.shape) == (scene.colour, scene.shape), scene
+
+
+def test_judge_on_a_blank_image_and_unknown_shapes() -> None:
+    verdict = judge(Image.new("RGB", (64, 64), (128, 128, 128)))
+    assert verdict.colour is None and verdict.shape is None
+    assert sum(verdict.colour_shares.values()) == 0.0
+    with pytest.raises(ValueError, match="knows no shape"):
+        classify_shape(0.8, 0.5, ["circle", "blob"])
+
+
+# --- model pieces and training script ---------------------------------------------------------------
+
+
+def test_latent_normalisation_is_exact() -> None:
+    """Folding the per-channel shift/scale into the VAE changes only the latent space's units."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL.from_config(demo_configs(DemoArchitecture(vae_channels=(32, 32, 32, 32))).vae).eval()
+    pixels = train.images_to_tensor([s.image for s in make_samples(6, IMAGE_SIZE, seed=1)])
+    with torch.no_grad():
+        before = train.encode_means(vae, pixels)
+        decoded_before = vae.decode(before).sample
+        normalised = train.normalise_latent_space(vae, before)
+        after = train.encode_means(vae, pixels)
+        decoded_after = vae.decode(after).sample
+    assert torch.allclose(after, normalised, atol=1e-4)
+    scaled = after * train.VAE_SCALING
+    assert torch.allclose(scaled.mean(dim=(0, 2, 3)), torch.zeros(4), atol=1e-4)
+    assert torch.allclose(scaled.std(dim=(0, 2, 3)), torch.ones(4), atol=1e-3)
+    assert torch.allclose(decoded_after, decoded_before, atol=1e-4)
+
+
+def test_train_cli_rejects_bad_numbers(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        train.parse_args(["--out", "x", "--unet-steps", "0"])
+    assert "--unet-steps and --images must be positive" in capsys.readouterr().err
+    settings = train.parse_args(["--out", "x", "--unet-steps", "5", "--threads", "1"])
+    assert settings.unet_steps == 5 and settings.threads == 1 and settings.out == Path("x")
+
+
+# --- the committed checkpoint -------------------------------------------------------------------
+
+
+def test_committed_checkpoint_is_a_small_sd1_file() -> None:
+    assert DEMO_CHECKPOINT.is_file(), f"the demo model is missing: {DEMO_CHECKPOINT}"
+    assert DEMO_CHECKPOINT.stat().st_size <= 25_000_000
+    found = identify_file(DEMO_CHECKPOINT)
+    assert (found.kind.value, found.family and found.family.value, found.prediction_type) == (
+        "checkpoint",
+        "sd1",
+        "epsilon",
+    )
+    header = read_safetensors_header(DEMO_CHECKPOINT)
+    assert {v["dtype"] for k, v in header.items() if k != "__metadata__"} == {"F16"}
+    assert header["__metadata__"]["modelspec.title"] == "demo-shapes"
+    assert builtin_checkpoints() == (DEMO_CHECKPOINT,)
+
+
+def test_builtin_checkpoints_of_missing_folder(tmp_path: Path) -> None:
+    assert builtin_checkpoints(tmp_path / "absent") == ()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoEnv:
+    return demo_env(tmp_path_factory.mktemp("demo"), builtin_checkpoints())
+
+
+def test_demo_is_listed_and_the_default_with_an_empty_models_folder(demo: DemoEnv) -> None:
+    listed = demo.models.list_checkpoints()
+    assert [c.name for c in listed] == ["demo-shapes.safetensors"]
+    result = demo.txt2img("a red circle on a white background", SEED, 1, SAMPLING)
+    info = parse_generation_parameters(result.infotexts[0])
+    assert info["Model"] == "demo-shapes"
+    assert info["Model hash"] == listed[0].shorthash and len(info["Model hash"]) == 10
+    assert info["Sampler"] == "DPM++ 2M" and info["Steps"] == "12" and info["Size-1"] == str(IMAGE_SIZE)
+    assert judge(images_of(result)[0]).colour == "red"
+
+
+def test_demo_stays_selectable_after_user_checkpoints(tmp_path: Path, tiny_models: TinyModelFiles) -> None:
+    env = demo_env(tmp_path, builtin_checkpoints())
+    link_into(env.paths.ckpt_dir, tiny_models.checkpoint("sd1"))
+    names = [c.name for c in env.models.refresh()]
+    assert names == ["tiny-sd1.safetensors", "demo-shapes.safetensors"]  # the user's model is the default
+    assert env.models.find_checkpoint("demo-shapes").filename == DEMO_CHECKPOINT
+
+
+def test_same_seed_same_image(demo: DemoEnv) -> None:
+    a = images_of(demo.txt2img("a blue square", 7, 1, SAMPLING))[0]
+    b = images_of(demo.txt2img("a blue square", 7, 1, SAMPLING))[0]
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+# --- adherence (issue 9 acceptance) ----------------------------------------------------------------
+
+
+def test_colour_follows_the_prompt(demo: DemoEnv) -> None:
+    score = colour_adherence(demo, SEED, SEEDS, SAMPLING)
+    assert score.total == 8 * SEEDS
+    assert score.rate >= 0.85, score.misses
+
+
+def test_shape_follows_the_prompt(demo: DemoEnv) -> None:
+    score = shape_adherence(demo, SEED, SEEDS, SAMPLING)
+    assert score.total == 3 * SEEDS
+    assert score.rate >= 0.70, score.misses
+
+
+@pytest.mark.parametrize("colour", ["red", "blue"])
+def test_negative_prompt_lowers_that_colour(demo: DemoEnv, colour: str) -> None:
+    effect = negative_prompt_effect(demo, colour, SEED, SEEDS, SAMPLING)
+    assert effect.share_without > 0.05  # the colour is there to begin with
+    assert effect.share_with < 0.8 * effect.share_without, effect
+
+
+@pytest.mark.parametrize("scene", IMG2IMG_SCENES, ids=lambda s: f"{s.colour}-{s.shape}")
+def test_img2img_at_low_denoising_keeps_shape_and_colour(demo: DemoEnv, scene: Scene) -> None:
+    check = img2img_keeps(demo, scene, SEED, 0.3, SAMPLING)
+    assert check.kept, check
+    assert check.mean_abs_diff < 25, check
+    assert set(COLOURS) >= {scene.colour}
