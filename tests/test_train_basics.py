@@ -3,8 +3,10 @@ dataset checks and batching, request models, the files training writes (A1111 ke
 
 from __future__ import annotations
 
+import argparse
 import random
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -41,6 +43,7 @@ from modules.train.requests import (
     TrainHypernetworkRequest,
 )
 from modules.train.schedule import RateSegment, ScheduleCursor, parse_schedule
+from modules.train.service import build_training_service
 from modules.train.templates import DEFAULT_TEMPLATES_DIR, list_templates, read_template
 
 # --- learning-rate schedule -----------------------------------------------------------------
@@ -442,3 +445,14 @@ def test_preprocess_folder_writes_images_and_captions(tmp_path: Path) -> None:
         preprocess_folder(req)
     with pytest.raises(TrainingError, match="must differ"):
         preprocess_folder(req.model_copy(update={"process_dst": str(src), "overwrite": True}))
+
+
+def test_service_reads_the_templates_flag_and_unpickle_flag(tmp_path: Path) -> None:
+    (tmp_path / "mine.txt").write_text("a [name]\n", encoding="utf-8")
+    args = argparse.Namespace(textual_inversion_templates_dir=str(tmp_path), disable_safe_unpickle=True)
+    services = SimpleNamespace(args=args, paths=None, models=None, options=None, generation=None)
+    training = build_training_service(services)  # type: ignore[arg-type]
+    assert training.ctx.templates_dir == tmp_path and training.ctx.safe_unpickle is False
+    assert training.template_names() == ["mine.txt"]
+    default = build_training_service(SimpleNamespace(**{**vars(services), "args": argparse.Namespace()}))  # type: ignore[arg-type]
+    assert default.ctx.templates_dir == DEFAULT_TEMPLATES_DIR and default.ctx.safe_unpickle is True

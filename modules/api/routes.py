@@ -13,6 +13,7 @@ from modules.api.context import ApiContext, ServerControl
 from modules.api.routes_generation import add_generation_routes
 from modules.api.routes_info import add_listing_routes, add_model_routes, add_server_routes, add_settings_routes
 from modules.api.routes_progress import add_progress_routes
+from modules.api.routes_train import add_train_routes
 from modules.core.services import Services
 from modules.postprocessing import UpscalerRegistry, scan_face_restorers, upscaler_dirs
 from modules.postprocessing.face_restoration import face_restorer_folders
@@ -43,6 +44,7 @@ def register_api(app: FastAPI, ctx: ApiContext) -> None:
     add_settings_routes(router, ctx)
     add_listing_routes(router, ctx)
     add_model_routes(router, ctx)
+    add_train_routes(router, ctx)
     if ctx.services.args.api_server_stop:
         add_server_routes(router, ctx)
     app.include_router(router)

@@ -22,6 +22,7 @@ from modules.core.shared_options import core_registry
 if TYPE_CHECKING:
     from modules.generation.engine import GenerationService
     from modules.models.manager import ModelManager
+    from modules.train.service import TrainingService
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class Services:
     models: ModelManager
     generation: GenerationService
     users: UserTable = field(default_factory=UserTable)  # logins and admins (modules.api.auth)
+    training: TrainingService | None = None  # embeddings / hypernetworks (modules.train)
 
 
 def build_services(args: argparse.Namespace, *, policy: DevicePolicy | None = None) -> Services:
@@ -49,12 +51,15 @@ def build_services(args: argparse.Namespace, *, policy: DevicePolicy | None = No
     from modules.networks.activation import NetworkActivator
     from modules.networks.catalogue import NetworkCatalogue
     from modules.networks.options import NETWORK_OPTIONS
+    from modules.train.options import TRAIN_OPTIONS
+    from modules.train.service import build_training_service
 
     paths = Paths.from_args(args)
     paths.ensure()
     registry = core_registry()
     registry.extend(API_OPTIONS)  # limits for shared instances (modules.api.limits)
     registry.extend(NETWORK_OPTIONS)
+    registry.extend(TRAIN_OPTIONS)
     options = Options(registry, paths.config_file)
     options.load()
     policy = policy or DevicePolicy.detect(args)
@@ -80,4 +85,6 @@ def build_services(args: argparse.Namespace, *, policy: DevicePolicy | None = No
             NetworkCatalogue(paths, models.hash_cache, safe_unpickle=not args.disable_safe_unpickle)
         ),
     )
-    return Services(args, paths, registry, options, policy, jobs, models, generation, users)
+    services = Services(args, paths, registry, options, policy, jobs, models, generation, users)
+    services.training = build_training_service(services)
+    return services

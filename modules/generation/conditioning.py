@@ -313,6 +313,8 @@ def _apply_emphasis(
     repeats = repeats.to(hidden.device, hidden.dtype).view(-1, 1, 1)
     original_mean = (hidden * repeats).sum() / (repeats.sum() * hidden[0].numel())
     new_mean = (weighted * repeats).sum() / (repeats.sum() * hidden[0].numel())
+    if new_mean == 0:  # nothing to restore (and no 0/0 NaN): keep the weighted states
+        return weighted
     return weighted * (original_mean / new_mean)
 
 

@@ -7,11 +7,13 @@
 - files.py: A1111 file formats written by training (embeddings, hypernetworks, .optim)
 - create.py: new embeddings (vectors from an initialization text) and hypernetworks
 - diffusion.py: the denoising loss on a frozen model
+- setup.py: checks and preparation shared by both jobs (nothing is written before they pass)
 - loop.py: the shared optimisation loop (schedule, accumulation, clipping, saves, previews)
 - embedding.py, hypernetwork.py: the two training jobs
 - preview.py: preview images through the generation service
 - preprocess.py: dataset preparation helpers (auto-sized crop, flips, split, captions)
 - options.py, context.py, service.py: settings, dependencies, the facade UI and API call
+- errors.py: TrainingError / DatasetError (messages for users)
 
 Nothing runs at import time; every function takes its dependencies as arguments.
 """
