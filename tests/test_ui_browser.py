@@ -230,7 +230,7 @@ def test_inpaint_mask_drawn_with_mouse_keeps_pixels_outside(page: Any, live: Liv
     page.locator("#img2maskimg input[type=file]").first.set_input_files(str(tmp_path / "init.png"))
     canvas = page.locator("#img2maskimg canvas").first
     canvas.wait_for(timeout=30000)
-    time.sleep(1.0)
+    time.sleep(3.0)  # let the editor commit the uploaded background before drawing on it
     box = canvas.bounding_box()
     cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     page.mouse.move(cx - 10, cy)
@@ -245,13 +245,22 @@ def test_inpaint_mask_drawn_with_mouse_keeps_pixels_outside(page: Any, live: Liv
     set_prompt(page, "img2img", "a patch")
     # Gradio's ImageEditor sometimes submits before it has committed a fresh upload (the server
     # then gets no background and says so); a person never clicks that fast, so try again.
+    time.sleep(2.0)
+    info = ""
     for _attempt in range(5):
         page.locator("#img2img_generate").click()
-        info = wait_for_result(page, "img2img")
-        if "Upload an image" not in info:
+        # the refusal shows as an error toast, a result in the info box
+        page.wait_for_function(
+            "() => { const el = document.querySelector('#html_info_img2img');"
+            " const toast = [...document.querySelectorAll('.toast-body, .toast-wrap')].map(t => t.innerText).join(' ');"
+            " return (el && /Steps: |Error|Interrupted/.test(el.innerText)) || /Upload an image/.test(toast); }",
+            timeout=90000,
+        )
+        info = str(page.locator("#html_info_img2img").inner_text())
+        if "Steps: " in info:
             break
-        page.evaluate("() => { document.querySelector('#html_info_img2img').innerHTML = ''; }")
-        time.sleep(1.0)
+        page.evaluate("() => document.querySelectorAll('.toast-body, .toast-wrap').forEach(t => t.remove())")
+        time.sleep(2.0)
     assert "Steps: 2" in info, info
     made = np.asarray(fetch_png(page, gallery_image_srcs(page, "img2img")[0]).convert("RGB")).astype(int)
     original = np.asarray(source).astype(int)

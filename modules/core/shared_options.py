@@ -18,7 +18,7 @@ PREVIEW = ("ui", "Live previews")
 UI = ("ui_alternatives", "User interface")
 SYSTEM = ("system", "System")
 UPSCALING = ("upscaling", "Upscaling")
-TI = ("training", "Textual inversion / training")
+TI = ("training", "Training")  # one section with modules.train.options
 
 CORE_OPTIONS: tuple[OptionInfo, ...] = (
     # Saving
