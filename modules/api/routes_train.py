@@ -6,12 +6,14 @@ use these routes. Training runs as a queued job like a generation; the response 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
 
 from modules.api.context import ApiContext, wait_for
 from modules.api.errors import ApiError
+from modules.core.jobs import JobControl
 from modules.train.errors import TrainingError
 from modules.train.requests import (
     CreateEmbeddingRequest,
@@ -28,38 +30,33 @@ def add_train_routes(router: APIRouter, ctx: ApiContext) -> None:
             raise ApiError(404, "training is not available on this server", "NotFound")
         return training
 
-    @router.post("/create/embedding")
-    async def create_embedding(req: CreateEmbeddingRequest, request: Request) -> dict[str, str]:
+    def create(request: Request, make: Callable[[Any], Any], req: Any) -> dict[str, str]:
         ctx.require_settings_access(request)
         try:
-            return {"info": service().create_embedding(req).info}
+            return {"info": make(req).info}
         except TrainingError as exc:
             raise ApiError(400, str(exc), "TrainingError") from exc
+
+    async def train(request: Request, run: Callable[[Any, JobControl], Any], req: Any) -> dict[str, str]:
+        ctx.require_settings_access(request)
+        job = ctx.submit(request, "train", lambda control: run(req, control))
+        try:
+            return {"info": (await wait_for(job)).info}
+        except TrainingError as exc:
+            raise ApiError(400, str(exc), "TrainingError") from exc
+
+    @router.post("/create/embedding")
+    async def create_embedding(req: CreateEmbeddingRequest, request: Request) -> dict[str, str]:
+        return create(request, service().create_embedding, req)
 
     @router.post("/create/hypernetwork")
     async def create_hypernetwork(req: CreateHypernetworkRequest, request: Request) -> dict[str, str]:
-        ctx.require_settings_access(request)
-        try:
-            return {"info": service().create_hypernetwork(req).info}
-        except TrainingError as exc:
-            raise ApiError(400, str(exc), "TrainingError") from exc
+        return create(request, service().create_hypernetwork, req)
 
     @router.post("/train/embedding")
     async def train_embedding(req: TrainEmbeddingRequest, request: Request) -> dict[str, str]:
-        ctx.require_settings_access(request)
-        training = service()
-        job = ctx.submit(request, "train", lambda control: training.train_embedding(req, control))
-        try:
-            return {"info": (await wait_for(job)).info}
-        except TrainingError as exc:
-            raise ApiError(400, str(exc), "TrainingError") from exc
+        return await train(request, service().train_embedding, req)
 
     @router.post("/train/hypernetwork")
     async def train_hypernetwork(req: TrainHypernetworkRequest, request: Request) -> dict[str, str]:
-        ctx.require_settings_access(request)
-        training = service()
-        job = ctx.submit(request, "train", lambda control: training.train_hypernetwork(req, control))
-        try:
-            return {"info": (await wait_for(job)).info}
-        except TrainingError as exc:
-            raise ApiError(400, str(exc), "TrainingError") from exc
+        return await train(request, service().train_hypernetwork, req)
