@@ -65,21 +65,23 @@ def main() -> None:
     context = torch.randn(2, 77, 768, generator=g)
     t = torch.tensor([500.0, 500.0])
 
-    def call(unet: Any, batch: int = 2) -> Callable[[], None]:
+    outputs: dict[str, torch.Tensor] = {}
+
+    def call(unet: Any, batch: int = 2, name: str = "") -> Callable[[], None]:
         def run() -> None:
-            unet(x[:batch], t[:batch], encoder_hidden_states=context[:batch])
+            outputs[name] = unet(x[:batch], t[:batch], encoder_hidden_states=context[:batch]).sample
 
         return run
 
     def with_tome() -> None:
         with token_merging(ours, 0.5):
-            call(ours)()
+            call(ours, name="ours+tome0.5")()
 
     variants: dict[str, Callable[[], None]] = {
-        "diffusers": call(theirs),
-        "ours": call(ours),
+        "diffusers": call(theirs, name="diffusers"),
+        "ours": call(ours, name="ours"),
         "ours+tome0.5": with_tome,
-        "ours batch 1": call(ours, 1),
+        "ours batch 1": call(ours, 1, name="ours batch 1"),
     }
     times: dict[str, list[float]] = {name: [] for name in variants}
     with torch.inference_mode():
@@ -92,6 +94,12 @@ def main() -> None:
                 times[name].append(time.perf_counter() - start)
                 print(name, round(times[name][-1], 2), "load", os.getloadavg()[0], flush=True)
     best = {name: min(v) for name, v in times.items()}
+
+    def relative_difference(name: str) -> float:
+        """|out - ours| / |ours| over the noise prediction (random weights: a rough size, not quality)."""
+        a, b = outputs[name], outputs["ours"][: outputs[name].shape[0]]
+        return float((a - b).norm() / b.norm())
+
     report = {
         "machine": {"cpus": os.cpu_count(), "torch_threads": 2, "python": platform.python_version()},
         "size": args.size,
@@ -102,6 +110,9 @@ def main() -> None:
         "ours_vs_diffusers": round(best["ours"] / best["diffusers"], 3),
         "tome_speedup": round(best["ours"] / best["ours+tome0.5"], 3),
         "batch1_vs_batch2": round(best["ours batch 1"] / best["ours"], 3),
+        "output_relative_difference_vs_ours": {
+            name: round(relative_difference(name), 6) for name in ("diffusers", "ours+tome0.5", "ours batch 1")
+        },
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")

@@ -29,6 +29,7 @@ def test_a1111_keys_and_infotext_labels() -> None:
     assert by_key["token_merging_ratio_img2img"].infotext is None
     assert by_key["cross_attention_optimization"].default == "Automatic"
     assert by_key["batch_cond_uncond"].default is True
+    assert by_key["token_merging_max_downsample"].default == 1  # A1111's (tomesd) setting
     assert not set(by_key) & set(core_registry().options), "a speed option duplicates a core one"
 
 

@@ -45,6 +45,7 @@ def build_services(args: argparse.Namespace, *, policy: DevicePolicy | None = No
     """Create folders, read settings, pick devices, index models. No model is loaded here."""
     from modules.demo.builtin import builtin_checkpoints
     from modules.generation.engine import GenerationService
+    from modules.generation.speed.settings import speed_options
     from modules.generation.styles import StyleDatabase
     from modules.models.hashes import HashCache
     from modules.models.manager import ModelManager
@@ -59,6 +60,7 @@ def build_services(args: argparse.Namespace, *, policy: DevicePolicy | None = No
     registry = core_registry()
     registry.extend(API_OPTIONS)  # limits for shared instances (modules.api.limits)
     registry.extend(NETWORK_OPTIONS)
+    registry.extend(speed_options(args))
     registry.extend(TRAIN_OPTIONS)
     options = Options(registry, paths.config_file)
     options.load()
