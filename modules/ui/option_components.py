@@ -74,7 +74,8 @@ def option_component(
     if kind == "color":
         return gr.ColorPicker(str(value), **common)
     if kind == "radio" and listed:
-        return gr.Radio([str(c) for c in listed], value=str(value), **common)
+        # (label, value) pairs keep numeric choices numeric: the browser sends them back typed
+        return gr.Radio([(str(c), c) for c in listed], value=value, **common)
     if kind in ("dropdown", "radio"):
         options = [str(c) for c in (listed or [])]
         shown = str(value) if value is not None else None
