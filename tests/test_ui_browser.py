@@ -378,3 +378,78 @@ def test_clicking_a_lora_card_inserts_its_tag(page: Any) -> None:
         "#txt2img_lora_cards.extra-network-empty, .extra-network-empty#txt2img_lora_cards", timeout=15000
     )
     assert page.console_errors == []
+
+
+def _open_lora_page(page: Any) -> None:
+    page.locator("#txt2img_extra_networks").get_by_text("Extra networks").first.click()
+    page.locator("#txt2img_extra_tabs [role=tablist]").first.get_by_role("tab", name="Lora", exact=True).click()
+
+
+def test_lora_card_metadata_edit_changes_what_a_click_inserts(page: Any, live: LiveServer) -> None:
+    lora = live.services.paths.lora_dir / "tinylora.safetensors"
+    sidecar = lora.with_suffix(".json")
+    _open_lora_page(page)
+    try:
+        page.locator('#txt2img_lora_cards .card[data-name="tinylora"] .edit-button').click()
+        page.wait_for_selector("#txt2img_extra_edit_activation_text textarea", state="visible", timeout=30000)
+        page.locator("#txt2img_extra_edit_description textarea").fill("a tiny test style")
+        page.locator("#txt2img_extra_edit_activation_text textarea").fill("tinystyle")
+        set_number(page, "txt2img_extra_edit_weight", 0.7)
+        page.locator("#txt2img_extra_edit_save").click()
+        page.wait_for_function(
+            "() => /Saved tinylora.json/.test(document.querySelector('#txt2img_extra_status').innerText)",
+            timeout=30000,
+        )
+        stored = json.loads(sidecar.read_text(encoding="utf-8"))
+        assert stored["activation text"] == "tinystyle" and stored["preferred weight"] == 0.7
+        assert stored["description"] == "a tiny test style"
+        card = page.locator('#txt2img_lora_cards .card[data-name="tinylora"]')
+        assert "a tiny test style" in card.inner_text()
+        set_prompt(page, "txt2img", "a castle")
+        card.click()
+        assert page.locator("#txt2img_prompt textarea").input_value() == "a castle <lora:tinylora:0.7> tinystyle"
+        assert page.console_errors == []
+    finally:
+        sidecar.unlink(missing_ok=True)
+        live.services.generation.networks.catalogue.refresh()
+
+
+def test_replace_preview_uses_the_generated_image(page: Any, live: LiveServer) -> None:
+    lora = live.services.paths.lora_dir / "tinylora.safetensors"
+    preview = lora.with_name("tinylora.preview.png")
+    small_job(page, "txt2img", steps=2)
+    set_prompt(page, "txt2img", "preview source")
+    page.locator("#txt2img_generate").click()
+    wait_for_result(page, "txt2img")
+    shown = fetch_png(page, gallery_image_srcs(page, "txt2img")[0])
+    _open_lora_page(page)
+    try:
+        page.locator('#txt2img_lora_cards .card[data-name="tinylora"] .preview-button').click()
+        page.wait_for_function(
+            "() => /Preview saved as tinylora.preview.png/.test(document.querySelector('#txt2img_extra_status').innerText)",
+            timeout=30000,
+        )
+        with Image.open(preview) as written:
+            assert written.size == shown.size
+            assert np.array_equal(np.asarray(written.convert("RGB")), np.asarray(shown.convert("RGB")))
+        style = page.locator('#txt2img_lora_cards .card[data-name="tinylora"]').get_attribute("style") or ""
+        assert "data:image/jpeg;base64" in style
+        assert page.console_errors == []
+    finally:
+        preview.unlink(missing_ok=True)
+
+
+def test_checkpoint_card_switches_the_model(page: Any, live: LiveServer) -> None:
+    page.locator("#txt2img_extra_networks").get_by_text("Extra networks").first.click()
+    page.locator("#txt2img_extra_tabs [role=tablist]").first.get_by_role("tab", name="Checkpoints", exact=True).click()
+    try:
+        page.locator('#txt2img_checkpoints_cards .card[data-name="tiny-sd1-inpaint.safetensors"]').click()
+        page.wait_for_function(
+            "() => /Loaded /.test(document.querySelector('#quicksettings_status').innerText)", timeout=60000
+        )
+        assert str(live.services.options.get("sd_model_checkpoint")).startswith(INPAINT_TITLE_PREFIX)
+        shown = page.locator("#setting_sd_model_checkpoint input").first.input_value()
+        assert shown.startswith(INPAINT_TITLE_PREFIX)
+        assert page.console_errors == []
+    finally:
+        live.services.options.set("sd_model_checkpoint", SD1_TITLE_PREFIX)

@@ -24,6 +24,7 @@ from modules.core.paths import REPO_ROOT
 from modules.core.services import Services
 from modules.ui.common import UiContext
 from modules.ui.extra_networks import catalogue_for
+from modules.ui.extra_networks_edit import wire_card_actions
 from modules.ui.extras import build_extras
 from modules.ui.img2img import build_img2img
 from modules.ui.merger import build_merger
@@ -115,6 +116,7 @@ def create_ui(
                     else:
                         builders[label][1]()
         wire_send_to(ctx)
+        wire_card_actions(ctx, quick)
         if pnginfo_parts:
             wire_pnginfo_send(ctx, pnginfo_parts)
         gr.HTML(_footer(services), elem_id="footer")

@@ -31,6 +31,7 @@ class SendTargets:
     img2img_mode_tabs: Any = None  # gr.Tabs of img2img's sub-tabs
     img2img_mode: Any = None  # hidden component holding the selected sub-tab's index
     main_tabs: Any = None  # the top-level gr.Tabs
+    extra_networks: dict[str, Any] = field(default_factory=dict)  # tab -> ExtraNetworksPanel
 
 
 @dataclass

@@ -1,6 +1,8 @@
-"""Extra networks panel under the prompts: cards for Textual Inversion, Hypernetworks and Lora
-(backend: modules.networks.catalogue), with search, sort and refresh. Clicking a card inserts
-its tag into the prompt (LoRA: `<lora:name:weight>` with the preferred weight and activation text).
+"""Extra networks panel under the prompts: cards for Textual Inversion, Hypernetworks, Checkpoints
+and Lora (backend: modules.networks.catalogue and the model manager), with search, sort and refresh.
+Clicking a card inserts its tag into the prompt (LoRA: `<lora:name:weight>` with the preferred weight
+and activation text) or, for a checkpoint, switches to it. Each card's own buttons (edit metadata,
+replace preview) are handled in modules.ui.extra_networks_edit.
 """
 
 from __future__ import annotations
@@ -10,19 +12,29 @@ import html
 import io
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 from PIL import Image
 
+from modules.core.paths import REPO_ROOT
+from modules.models.checkpoints import CheckpointInfo
 from modules.networks.catalogue import Card, NetworkCatalogue
 from modules.ui.common import UiContext, tool_button
 
 log = logging.getLogger(__name__)
 
-PAGES = (("Textual Inversion", "textual_inversion"), ("Hypernetworks", "hypernetworks"), ("Lora", "lora"))
+PAGES = (
+    ("Textual Inversion", "textual_inversion"),
+    ("Hypernetworks", "hypernetworks"),
+    ("Checkpoints", "checkpoints"),
+    ("Lora", "lora"),
+)
 SORTS = ("Name", "Date Modified")
+SHIPPED_DIR = REPO_ROOT / "modules"  # files shipped with the web UI: never edited from the UI
 
 
 @dataclass(frozen=True)
@@ -32,6 +44,8 @@ class CardData:
     negative: str  # text inserted into the negative prompt
     path: Path
     card: Card
+    checkpoint: str = ""  # checkpoint cards: the title a click switches to
+    editable: bool = True  # shipped files (the built-in demo model) are read-only
 
     @property
     def mtime(self) -> float:
@@ -45,7 +59,22 @@ def _weight(value: float) -> str:
     return f"{value:g}"
 
 
-def page_cards(catalogue: NetworkCatalogue, page: str, default_multiplier: float) -> list[CardData]:
+def page_cards(
+    catalogue: NetworkCatalogue, page: str, default_multiplier: float, checkpoints: Sequence[CheckpointInfo] = ()
+) -> list[CardData]:
+    if page == "checkpoints":
+        return [
+            CardData(
+                c.name,
+                "",
+                "",
+                c.filename,
+                Card.for_file(c.filename),
+                checkpoint=c.title,
+                editable=not c.filename.is_relative_to(SHIPPED_DIR),
+            )
+            for c in checkpoints
+        ]
     if page == "lora":
         out = []
         for info in catalogue.loras():
@@ -93,8 +122,18 @@ def cards_html(tab: str, page: str, cards: list[CardData], search: str = "", sor
         preview = _thumbnail(c.card.preview)
         style = f' style="background-image: url({preview})"' if preview else ""
         args = html.escape(json.dumps([tab, c.tag, c.negative]))
+        checkpoint = f' data-checkpoint="{html.escape(c.checkpoint)}"' if c.checkpoint else ""
+        buttons = (
+            '<div class="button-row">'
+            '<span class="card-button edit-button" data-action="edit" title="Edit metadata">🛠️</span>'
+            '<span class="card-button preview-button" data-action="preview" '
+            'title="Replace preview with the selected image">🖼️</span></div>'
+            if c.editable
+            else ""
+        )
         parts.append(
-            f'<div class="card" data-name="{html.escape(c.name)}"{style} data-args="{args}">'
+            f'<div class="card" data-tab="{html.escape(tab)}" data-page="{page}" data-name="{html.escape(c.name)}"'
+            f'{checkpoint}{style} data-args="{args}">{buttons}'
             f'<div class="actions"><span class="name">{html.escape(c.name)}</span>'
             f'<span class="description">{html.escape(c.card.description)}</span></div></div>'
         )
@@ -102,8 +141,8 @@ def cards_html(tab: str, page: str, cards: list[CardData], search: str = "", sor
 
 
 def catalogue_for(ctx: UiContext) -> NetworkCatalogue:
-    """The services' catalogue when the composition root provides one, else one over the same paths."""
-    existing = getattr(ctx.services, "networks", None)
+    """The generation service's catalogue (one listing for UI and jobs), else one over the same paths."""
+    existing = getattr(ctx.services.generation, "networks", None)
     catalogue = getattr(existing, "catalogue", existing)
     if isinstance(catalogue, NetworkCatalogue):
         return catalogue
@@ -112,28 +151,65 @@ def catalogue_for(ctx: UiContext) -> NetworkCatalogue:
     return NetworkCatalogue(ctx.services.paths, HashCache(ctx.services.paths.hash_cache_file))
 
 
-def build_extra_networks(ctx: UiContext, tab: str, catalogue: NetworkCatalogue) -> None:
+@dataclass
+class ExtraNetworksPanel:
+    """One tab's panel: what the card actions (modules.ui.extra_networks_edit) re-render and read."""
+
+    tab: str
+    catalogue: NetworkCatalogue
+    multiplier: float
+    search: gr.Textbox
+    sort: gr.Dropdown
+    pages: list[tuple[str, gr.HTML]]
+    action: gr.Textbox  # hidden: the card action the page's JavaScript asks for (JSON)
+    trigger: gr.Button  # hidden: clicked by that JavaScript
+    editor: Any = None  # extra_networks_edit.MetadataEditor, set when it is built
+
+    def cards(self, ctx: UiContext, page: str) -> list[CardData]:
+        return page_cards(self.catalogue, page, self.multiplier, ctx.services.models.list_checkpoints())
+
+    def render(self, ctx: UiContext, query: str = "", order: str = "Name", rescan: bool = False) -> list[str]:
+        if rescan:
+            self.catalogue.refresh()
+            ctx.services.models.refresh()
+        return [
+            cards_html(self.tab, page, self.cards(ctx, page), query or "", order or "Name") for page, _ in self.pages
+        ]
+
+    @property
+    def page_outputs(self) -> list[gr.HTML]:
+        return [component for _, component in self.pages]
+
+
+def build_extra_networks(ctx: UiContext, tab: str, catalogue: NetworkCatalogue) -> ExtraNetworksPanel:
+    """The panel (inside the caller's layout); it registers itself in ctx.targets.extra_networks
+    so the card actions are wired once every tab's output panel exists."""
+    from modules.ui.extra_networks_edit import build_metadata_editor
+
     multiplier = float(ctx.settings.get("extra_networks_default_multiplier", 1.0))
     with gr.Accordion("Extra networks", open=False, elem_id=f"{tab}_extra_networks"):
         with gr.Row(elem_id=f"{tab}_extra_networks_controls"):
             search = gr.Textbox(placeholder="Search...", show_label=False, elem_id=f"{tab}_extra_search", scale=4)
             sort = gr.Dropdown(list(SORTS), value="Name", show_label=False, elem_id=f"{tab}_extra_sort", scale=1)
             refresh = tool_button("🔄", f"{tab}_extra_refresh")
+        checkpoints = ctx.services.models.list_checkpoints()
         pages = []
         with gr.Tabs(elem_id=f"{tab}_extra_tabs"):
             for label, page in PAGES:
                 with gr.Tab(label, id=f"{tab}_{page}", elem_id=f"{tab}_{page}", render_children=True):
-                    pages.append((page, gr.HTML(cards_html(tab, page, page_cards(catalogue, page, multiplier)))))
+                    html_cards = cards_html(tab, page, page_cards(catalogue, page, multiplier, checkpoints))
+                    pages.append((page, gr.HTML(html_cards)))
+        action = gr.Textbox(visible="hidden", elem_id=f"{tab}_extra_action")
+        trigger = gr.Button(visible="hidden", elem_id=f"{tab}_extra_action_button")
+        panel = ExtraNetworksPanel(tab, catalogue, multiplier, search, sort, pages, action, trigger)
+        build_metadata_editor(ctx, panel)
 
     def render(query: str, order: str, rescan: bool) -> list[str]:
-        if rescan:
-            catalogue.refresh()
-        return [
-            cards_html(tab, page, page_cards(catalogue, page, multiplier), query or "", order or "Name")
-            for page, _ in pages
-        ]
+        return panel.render(ctx, query, order, rescan)
 
-    outputs = [component for _, component in pages]
+    outputs = panel.page_outputs
     search.change(lambda q, o: render(q, o, False), inputs=[search, sort], outputs=outputs, show_progress="hidden")
     sort.change(lambda q, o: render(q, o, False), inputs=[search, sort], outputs=outputs, show_progress="hidden")
     refresh.click(lambda q, o: render(q, o, True), inputs=[search, sort], outputs=outputs)
+    ctx.targets.extra_networks[tab] = panel
+    return panel
