@@ -32,6 +32,7 @@ from modules.ui.pnginfo import build_pnginfo, wire_pnginfo_send
 from modules.ui.quicksettings import build_quicksettings
 from modules.ui.settings import build_settings, settings_json
 from modules.ui.toprow import TokenCounter
+from modules.ui.train import build_train
 from modules.ui.txt2img import build_txt2img
 from modules.ui.ui_config import UiConfig
 from modules.ui.wiring import wire_send_to
@@ -90,6 +91,7 @@ def create_ui(
         "Extras": ("extras", lambda: build_extras(ctx)),
         "PNG Info": ("pnginfo", lambda: pnginfo_parts.update(build_pnginfo(ctx))),
         "Checkpoint Merger": ("modelmerger", lambda: build_merger(ctx)),
+        "Train": ("train", lambda: build_train(ctx)),
     }
     for ext in extension_tabs:
         builders[ext.title] = (ext.elem_id, ext.blocks.render)
