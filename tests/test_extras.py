@@ -168,7 +168,10 @@ def test_face_restorer_changes_only_faces_and_respects_order(registry: UpscalerR
 
     plain = pixels(registry.get("Lanczos").upscale(image, 2))
     changed = np.abs(pixels(upscale_first.image) - plain).sum(axis=2) > 0
-    assert changed[36:60, 36:60].all()  # inside the face box (32..64), past the feathered edge
+    # Inside the face box (32..64), past the feathered edge; blending a mid-grey pixel half with
+    # its inverse (resampled by the align/paste warps) can leave it as it was.
+    mid_grey = (np.abs(plain - 127.5) < 2).all(axis=2)
+    assert (changed | mid_grey)[36:60, 36:60].all() and changed[36:60, 36:60].mean() > 0.95
     assert not changed[:30].any() and not changed[:, :30].any() and not changed[70:].any()
 
 

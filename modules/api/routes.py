@@ -25,7 +25,11 @@ def build_api_context(
     """The API's view of the services; upscaler folders are scanned here (once, at start)."""
     paths = services.paths
     upscalers = UpscalerRegistry(upscaler_dirs(paths), device=services.policy.device)
-    faces = scan_face_restorers(face_restorer_folders(paths.gfpgan_dir, paths.codeformer_dir))
+    faces = scan_face_restorers(
+        face_restorer_folders(paths.gfpgan_dir, paths.codeformer_dir),
+        device=services.policy.device,
+        safe=not services.args.disable_safe_unpickle,
+    )
     return ApiContext(
         services=services,
         auth=auth,

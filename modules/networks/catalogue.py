@@ -381,6 +381,9 @@ class NetworkCatalogue:
             return self._hypernetworks
 
     def hypernetworks(self) -> list[HypernetworkInfo]:
+        """Listings read the folder again (a few files; new ones show without a refresh)."""
+        with self._lock:
+            self._hypernetworks = None
         return list(self._scan_hypernetworks().values())
 
     def find_hypernetwork(self, name: str) -> HypernetworkInfo | None:

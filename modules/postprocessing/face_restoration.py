@@ -1,41 +1,59 @@
-"""Face restoration (GFPGAN / CodeFormer), offered only when it can really run.
+"""Face restoration (GFPGAN; CodeFormer listed with the reason it cannot run), as A1111 does it.
 
-A face restorer needs two things: restoration weights that spandrel can load as a face model
-(GFPGAN and RestoreFormer are in spandrel; CodeFormer only in spandrel_extra_arches, which is
-not installed), and a face detector to find and crop the faces (A1111 uses facexlib's RetinaFace,
-which is not installed either). This module lists the weight files it finds, says for each why
-it cannot be used, and runs restoration only when a detector is supplied.
+A restorer needs a face detector and face restoration weights. The detector is facexlib's
+RetinaFace, rebuilt in face_detect.py, reading `detection_Resnet50_Final.pth` from models/GFPGAN
+(A1111's place) or models/Codeformer. Each face's 5 landmarks are aligned to the FFHQ template
+(face_align.py), the aligned face goes through the model (spandrel's GFPGAN, fed [-1, 1] as
+A1111 does), and the result is warped back and blended in with a feathered mask.
+
+CodeFormer's architecture is only in spandrel_extra_arches (non-commercial licences, not
+installed), so CodeFormer weights are listed as unusable with that reason.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image
 
-from modules.postprocessing.upscalers import MODEL_SUFFIXES, UpscalerError, load_image_model
+from modules.models.errors import ModelError
+from modules.postprocessing.face_align import align_face, box_transform, face_template, paste_face, similarity_transform
+from modules.postprocessing.face_detect import DETECTOR_FILENAME, FaceBox, find_detector, load_retinaface
+from modules.postprocessing.upscalers import MODEL_SUFFIXES, UpscalerError, load_image_model, read_state_dict
 
-if TYPE_CHECKING:
-    import spandrel
+__all__ = [
+    "FACE_FAMILIES",
+    "FaceBox",
+    "FaceDetector",
+    "FaceModel",
+    "FaceRestorationUnavailable",
+    "FaceRestorer",
+    "FaceRestorers",
+    "UnusableFaceModel",
+    "api_entries",
+    "face_restorer_folders",
+    "restore_faces",
+    "scan_face_restorers",
+]
 
 FACE_FAMILIES = ("GFPGAN", "CodeFormer")
-NO_DETECTOR = "no face detector is available (A1111 uses facexlib's RetinaFace, which is not installed)"
+NO_DETECTOR = "no face detector"
+# facexlib keeps its own weights next to the restorers' (A1111: models/GFPGAN); they are not restorers.
+FACEXLIB_PREFIXES = ("detection_", "parsing_")
+GFPGAN_FACE_SIZE = 512
+SPANDREL_FACE_ARCHS = frozenset({"GFPGAN", "RestoreFormer"})  # spandrel's FaceSR architectures
+CODEFORMER_UNSUPPORTED = (
+    "CodeFormer's architecture is only in the spandrel_extra_arches package, which is not installed "
+    "(its architectures carry non-commercial licences)"
+)
 
 
 class FaceRestorationUnavailable(RuntimeError):
     """Face restoration was asked for but nothing can run it; the message lists why."""
-
-
-@dataclass(frozen=True)
-class FaceBox:
-    left: int
-    top: int
-    right: int
-    bottom: int
 
 
 class FaceDetector(Protocol):
@@ -43,7 +61,7 @@ class FaceDetector(Protocol):
 
 
 class FaceModel(Protocol):
-    """What spandrel's face models offer: (1, 3, S, S) in [0, 1] -> the restored face."""
+    """A restorer for one aligned face: (1, 3, S, S) RGB in [0, 1] -> the restored face, same range."""
 
     def __call__(self, image: torch.Tensor, /) -> torch.Tensor: ...
 
@@ -56,7 +74,7 @@ class UnusableFaceModel:
 
 
 class FaceRestorer:
-    """Crops each detected face to a square, restores it at the model's size and pastes it back."""
+    """Aligns each detected face to the FFHQ template, restores it, and pastes it back."""
 
     def __init__(self, name: str, model: FaceModel, detector: FaceDetector, face_size: int = 512) -> None:
         self.name, self.model, self.detector, self.face_size = name, model, detector, face_size
@@ -67,21 +85,19 @@ class FaceRestorer:
             result = self._restore_face(result, box)
         return result
 
+    def _matrix(self, box: FaceBox) -> np.ndarray:
+        if box.landmarks is not None and len(box.landmarks) == 5:
+            return similarity_transform(np.array(box.landmarks), face_template(self.face_size))
+        return box_transform(box.left, box.top, box.right, box.bottom, self.face_size)
+
     def _restore_face(self, image: Image.Image, box: FaceBox) -> Image.Image:
-        side = max(box.right - box.left, box.bottom - box.top)
-        cx, cy = (box.left + box.right) // 2, (box.top + box.bottom) // 2
-        crop_box = (cx - side // 2, cy - side // 2, cx - side // 2 + side, cy - side // 2 + side)
-        face = image.crop(crop_box).resize((self.face_size, self.face_size), Image.Resampling.LANCZOS)
+        matrix = self._matrix(box)
+        face = align_face(image, matrix, self.face_size)
         x = torch.from_numpy(np.array(face)).permute(2, 0, 1).unsqueeze(0).float().div(255)
         with torch.inference_mode():
-            y = self.model(x)[0].clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-        restored = Image.fromarray(y, "RGB").resize((side, side), Image.Resampling.LANCZOS)
-        mask = Image.new("L", (side, side), 0)
-        inset = max(1, side // 16)  # feather the paste so the face blends into the picture
-        ImageDraw.Draw(mask).rectangle((inset, inset, side - inset - 1, side - inset - 1), fill=255)
-        out = image.copy()
-        out.paste(restored, crop_box[:2], mask.filter(ImageFilter.GaussianBlur(inset / 2)))
-        return out
+            y = self.model(x)[0].float().clamp(0, 1).mul(255).round().to(torch.uint8)
+        restored = Image.fromarray(y.permute(1, 2, 0).cpu().numpy(), "RGB")
+        return paste_face(image, restored, matrix)
 
 
 @dataclass
@@ -102,43 +118,126 @@ class FaceRestorers:
         raise FaceRestorationUnavailable(f"{family} face restoration is not available: {detail}")
 
 
+def restore_faces(image: Image.Image, restorers: FaceRestorers | None, model_name: str | None) -> Image.Image:
+    """A1111's "Restore faces" for generated images: `model_name` is the face_restoration_model setting.
+
+    An empty name picks the first restorer that can run. Raises FaceRestorationUnavailable (with
+    the reasons) rather than returning the image untouched, so a user is never misled.
+    """
+    if restorers is None:
+        raise FaceRestorationUnavailable("face restoration is not available: no face restorers configured")
+    if not model_name:
+        if not restorers.available:
+            raise FaceRestorationUnavailable(f"face restoration is not available: {describe_unusable(restorers)}")
+        model_name = restorers.names()[0]
+    return restorers.get(model_name).restore(image)
+
+
+def describe_unusable(restorers: FaceRestorers) -> str:
+    reasons = [f"{u.family} {u.path.name}: {u.reason}" for u in restorers.unusable]
+    return "; ".join(reasons) if reasons else "no GFPGAN or CodeFormer model files found"
+
+
 def _weight_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in MODEL_SUFFIXES)
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and p.suffix.lower() in MODEL_SUFFIXES and not p.name.startswith(FACEXLIB_PREFIXES)
+    )
+
+
+def _load_detector(
+    folders: dict[str, Path], device: torch.device | None, safe: bool
+) -> tuple[FaceDetector | None, str]:
+    """The RetinaFace detector from the restorers' folders, or None and why not."""
+    searched = [folders[f] for f in FACE_FAMILIES if f in folders]
+    path = find_detector(searched)
+    if path is None:
+        where = " or ".join(str(f) for f in searched) or "the GFPGAN models folder"
+        return None, f"{NO_DETECTOR}: put facexlib's {DETECTOR_FILENAME} (RetinaFace) in {where}"
+    try:
+        return load_retinaface(path, device, safe=safe), ""
+    except ModelError as e:
+        return None, f"{NO_DETECTOR}: {e}"
+
+
+class _LazyGFPGAN:
+    """GFPGAN weights, built on first use (building the 86M-parameter network takes seconds).
+
+    spandrel's descriptor call passes [0, 1] straight through; GFPGAN works in [-1, 1] and A1111
+    calls the network itself with return_rgb=False, so this does the same.
+    """
+
+    def __init__(self, path: Path, device: torch.device) -> None:
+        self.path, self.device = path, device
+        self.net: torch.nn.Module | None = None
+
+    def __call__(self, x: torch.Tensor, /) -> torch.Tensor:
+        if self.net is None:
+            self.net = load_image_model(self.path, self.device, torch.float32).model
+        out = self.net(x.to(self.device) * 2 - 1, return_rgb=False)[0]
+        return (out.float().clamp(-1, 1) + 1) / 2
+
+
+def _architecture(path: Path) -> tuple[str, str]:
+    """(id, name) of the spandrel architecture the weights in `path` match, without building it."""
+    import spandrel  # imported on first use: importing it takes seconds
+
+    state = spandrel.canonicalize_state_dict(read_state_dict(path))
+    for support in spandrel.MAIN_REGISTRY.architectures("detection"):
+        if support.detect(state):
+            return str(support.architecture.id), support.architecture.name
+    raise UpscalerError(f"{path.name}: spandrel does not recognise this model architecture")
+
+
+def _load_restorer(family: str, path: Path, detector: FaceDetector, device: torch.device) -> FaceRestorer | str:
+    """A restorer for `path` (its network is built on first use), or the reason it cannot be used."""
+    if family == "CodeFormer":
+        return CODEFORMER_UNSUPPORTED
+    try:
+        arch_id, arch_name = _architecture(path)
+    except (UpscalerError, ModelError) as e:
+        return f"spandrel cannot load it ({e})"
+    if arch_id in SPANDREL_FACE_ARCHS - {"GFPGAN"}:
+        return f"spandrel reads it as {arch_name}, not GFPGAN"
+    if arch_id != "GFPGAN":
+        return f"spandrel reads it as {arch_name}, not a face model"
+    return FaceRestorer(family, _LazyGFPGAN(path, device), detector, GFPGAN_FACE_SIZE)
 
 
 def scan_face_restorers(
-    folders: dict[str, Path], detector: FaceDetector | None = None, device: torch.device | None = None
+    folders: dict[str, Path],
+    detector: FaceDetector | None = None,
+    device: torch.device | None = None,
+    *,
+    safe: bool = True,
 ) -> FaceRestorers:
     """Find GFPGAN / CodeFormer weights in `folders` (family -> folder) and keep those that run.
 
-    Without a detector no weights are loaded (they could not be used anyway).
+    Without a `detector`, facexlib's RetinaFace weights are looked for in the same folders; if
+    they are missing or refused, no restoration weights are loaded and each file says why.
     """
     result = FaceRestorers()
+    files = {family: _weight_files(folders[family]) if family in folders else [] for family in FACE_FAMILIES}
+    problem = ""
+    if detector is None and any(files.values()):
+        detector, problem = _load_detector(folders, device, safe)
     for family in FACE_FAMILIES:
-        folder = folders.get(family)
-        for path in _weight_files(folder) if folder is not None else []:
+        for path in files[family]:
             if family in result.available:
                 break
-            if detector is None:
-                result.unusable.append(UnusableFaceModel(family, path, NO_DETECTOR))
-                continue
-            try:
-                model = load_image_model(path, device or torch.device("cpu"), torch.float32)
-            except UpscalerError as e:
-                result.unusable.append(UnusableFaceModel(family, path, f"spandrel cannot load it ({e})"))
-                continue
-            if model.purpose != "FaceSR":
-                reason = f"spandrel reads it as {model.architecture.name}, not a face model"
-                result.unusable.append(UnusableFaceModel(family, path, reason))
-                continue
-            result.available[family] = FaceRestorer(family, model, detector, _face_size(model))
+            loaded = problem if detector is None else _load_restorer(family, path, detector, device or _cpu())
+            if isinstance(loaded, FaceRestorer):
+                result.available[family] = loaded
+            else:
+                result.unusable.append(UnusableFaceModel(family, path, loaded))
     return result
 
 
-def _face_size(model: spandrel.ImageModelDescriptor) -> int:
-    return max(512, model.size_requirements.minimum)
+def _cpu() -> torch.device:
+    return torch.device("cpu")
 
 
 def face_restorer_folders(gfpgan_dir: Path, codeformer_dir: Path) -> dict[str, Path]:

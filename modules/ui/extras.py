@@ -16,6 +16,12 @@ from modules.core.jobs import JobControl
 from modules.generation.filename_pattern import FilenameContext
 from modules.generation.saving import SavingOptions, save_image
 from modules.postprocessing import ExtrasParams, TileSettings, UpscalerRegistry, run_extras, upscaler_dirs
+from modules.postprocessing.face_restoration import (
+    FaceRestorationUnavailable,
+    FaceRestorers,
+    face_restorer_folders,
+    scan_face_restorers,
+)
 from modules.ui.common import UiContext, error_html, tool_button, user_of
 from modules.ui.outputs import POLL_SECONDS
 
@@ -41,6 +47,7 @@ def process_images(
     upscalers: UpscalerRegistry,
     output_dir: str,
     control: JobControl,
+    faces: FaceRestorers | None = None,
 ) -> ExtrasOutput:
     """Run the extras pipeline on (image, name) pairs; saves like A1111 (PNG info kept, postprocessing added)."""
     settings = ctx.settings
@@ -55,7 +62,7 @@ def process_images(
     for number, (image, name) in enumerate(images):
         control.check()
         control.begin_batch(number, len(images), 1)
-        result = run_extras(image, params, upscalers)
+        result = run_extras(image, params, upscalers, faces)
         text = result.infotext
         existing = {str(k): v for k, v in image.info.items() if isinstance(k, str) and isinstance(v, str)}
         if settings["samples_save"] or output_dir:
@@ -126,6 +133,7 @@ def build_extras(ctx: UiContext) -> dict[str, Any]:
             visibility = gr.Slider(
                 0.0, 1.0, value=0.0, step=0.001, label="Upscaler 2 visibility", elem_id="extras_upscaler_2_visibility"
             )
+            face_sliders = _face_sliders()
         with gr.Column():
             gallery = gr.Gallery(
                 label="Result", format="png", elem_id="extras_gallery", columns=3, interactive=False, type="filepath"
@@ -154,10 +162,26 @@ def build_extras(ctx: UiContext) -> dict[str, Any]:
         upscaler_1,
         upscaler_2,
         visibility,
+        *face_sliders,
     ]
+    face_cache: list[FaceRestorers] = []  # scanned on first use: loading the weights takes a while
+
+    def faces_for(params: ExtrasParams) -> FaceRestorers | None:
+        if params.gfpgan_visibility == 0 and params.codeformer_visibility == 0:
+            return None
+        if not face_cache:
+            paths = ctx.services.paths
+            folders = face_restorer_folders(paths.gfpgan_dir, paths.codeformer_dir)
+            safe = not ctx.services.args.disable_safe_unpickle
+            face_cache.append(scan_face_restorers(folders, device=ctx.services.policy.device, safe=safe))
+        for family, vis in (("GFPGAN", params.gfpgan_visibility), ("CodeFormer", params.codeformer_visibility)):
+            if vis > 0:
+                face_cache[0].get(family)  # FaceRestorationUnavailable says why
+        return face_cache[0]
 
     def run(request: gr.Request, *values: Any) -> Iterator[dict[Component, Any]]:
-        (mode_i, single, files, in_dir, out_dir, show, rmode, by, limit, w, h, crop_on, up1, up2, vis) = values
+        (mode_i, single, files, in_dir, out_dir, show, rmode, by, limit, w, h, crop_on, up1, up2, vis) = values[:15]
+        gfpgan_vis, codeformer_vis, codeformer_w = values[15:]
         try:
             params = ExtrasParams(
                 resize_mode=1 if int(rmode or 0) == 1 else 0,
@@ -169,17 +193,23 @@ def build_extras(ctx: UiContext) -> dict[str, Any]:
                 upscaler_1=up1 or "None",
                 upscaler_2=up2 or "None",
                 extras_upscaler_2_visibility=float(vis),
+                gfpgan_visibility=float(gfpgan_vis),
+                codeformer_visibility=float(codeformer_vis),
+                codeformer_weight=float(codeformer_w),
             )
+            faces = faces_for(params)
             for name in (params.upscaler_1, params.upscaler_2):
                 if name != "None":
                     upscalers.get(name)
             sources = _sources(int(mode_i or 0), single, files, in_dir)
-        except (ValueError, gr.Error) as exc:
+        except (ValueError, gr.Error, FaceRestorationUnavailable) as exc:
             yield {info: error_html(str(exc))}
             return
         target = str(out_dir or "").strip() if int(mode_i or 0) == 2 else ""
         job = ctx.services.jobs.submit(
-            "extras", lambda c: process_images(ctx, sources, params, upscalers, target, c), owner=user_of(request)
+            "extras",
+            lambda c: process_images(ctx, sources, params, upscalers, target, c, faces),
+            owner=user_of(request),
         )
         while not job.done_event.wait(POLL_SECONDS):
             done = job.control.progress() * 100
@@ -195,9 +225,27 @@ def build_extras(ctx: UiContext) -> dict[str, Any]:
         yield {gallery: shown, progress: "", info: f"<p>{html.escape(output.infotext)}</p>"}
 
     submit.click(run, inputs=inputs, outputs=[gallery, progress, info], show_progress="hidden", concurrency_limit=None)
-    ctx.ui_config.register_all("extras", [scale, width, height, upscaler_1, upscaler_2, visibility])
+    ctx.ui_config.register_all("extras", [scale, width, height, upscaler_1, upscaler_2, visibility, *face_sliders])
     ctx.targets.images["extras"] = image
     return {"image": image}
+
+
+def _face_sliders() -> list[Any]:
+    """GFPGAN visibility, CodeFormer visibility and weight (A1111's elem_ids)."""
+    gfpgan = gr.Slider(0.0, 1.0, value=0.0, step=0.001, label="GFPGAN visibility", elem_id="extras_gfpgan_visibility")
+    with gr.Row():
+        codeformer = gr.Slider(
+            0.0, 1.0, value=0.0, step=0.001, label="CodeFormer visibility", elem_id="extras_codeformer_visibility"
+        )
+        weight = gr.Slider(
+            0.0,
+            1.0,
+            value=0.0,
+            step=0.001,
+            label="CodeFormer weight (0 = maximum effect, 1 = minimum effect)",
+            elem_id="extras_codeformer_weight",
+        )
+    return [gfpgan, codeformer, weight]
 
 
 def _sources(mode: int, single: Image.Image | None, files: Any, input_dir: str | None) -> list[tuple[Image.Image, str]]:
