@@ -12,12 +12,22 @@ from modules.extensions.callbacks import ImageSaveParams
 from modules.extensions.facade import current
 from modules.generation import image_io
 from modules.generation.filename_pattern import FilenameContext
+from modules.generation.grid_legend import GridAnnotation, draw_grid_annotations, draw_prompt_matrix
 from modules.generation.masking import resize_image as _resize_image
 from modules.generation.saving import SavingOptions, next_sequence_number
 from modules.generation.saving import image_grid as _image_grid
 from modules.generation.saving import save_image as _save_image
 
-__all__ = ["get_next_sequence_number", "image_grid", "read_info_from_image", "resize_image", "save_image"]
+__all__ = [
+    "GridAnnotation",
+    "draw_grid_annotations",
+    "draw_prompt_matrix",
+    "get_next_sequence_number",
+    "image_grid",
+    "read_info_from_image",
+    "resize_image",
+    "save_image",
+]
 
 
 def _context(p: Any, seed: Any, prompt: Any) -> FilenameContext:

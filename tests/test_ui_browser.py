@@ -289,7 +289,7 @@ def test_checkpoint_switch_from_top_bar(page: Any, live: LiveServer) -> None:
 
 def test_every_tab_renders_without_console_errors(page: Any, live: LiveServer) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    labels = ["txt2img", "img2img", "Extras", "PNG Info", "Checkpoint Merger", "Settings"]
+    labels = ["txt2img", "img2img", "Extras", "PNG Info", "Checkpoint Merger", "Train", "Settings"]
     for label in labels:
         open_tab(page, label)
         time.sleep(0.4)

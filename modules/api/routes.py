@@ -25,10 +25,15 @@ def build_api_context(
     """The API's view of the services; upscaler folders are scanned here (once, at start)."""
     paths = services.paths
     upscalers = UpscalerRegistry(upscaler_dirs(paths), device=services.policy.device)
-    faces = scan_face_restorers(
-        face_restorer_folders(paths.gfpgan_dir, paths.codeformer_dir),
-        device=services.policy.device,
-        safe=not services.args.disable_safe_unpickle,
+    shared = services.generation.faces  # one set of restorers for generation, Extras and the API
+    faces = (
+        shared.restorers()
+        if shared is not None
+        else scan_face_restorers(
+            face_restorer_folders(paths.gfpgan_dir, paths.codeformer_dir),
+            device=services.policy.device,
+            safe=not services.args.disable_safe_unpickle,
+        )
     )
     return ApiContext(
         services=services,

@@ -52,6 +52,7 @@ def build_services(args: argparse.Namespace, *, policy: DevicePolicy | None = No
     from modules.networks.activation import NetworkActivator
     from modules.networks.catalogue import NetworkCatalogue
     from modules.networks.options import NETWORK_OPTIONS
+    from modules.postprocessing.face_service import FaceRestorationService
     from modules.train.options import TRAIN_OPTIONS
     from modules.train.service import build_training_service
 
@@ -86,6 +87,7 @@ def build_services(args: argparse.Namespace, *, policy: DevicePolicy | None = No
         networks=NetworkActivator(
             NetworkCatalogue(paths, models.hash_cache, safe_unpickle=not args.disable_safe_unpickle)
         ),
+        faces=FaceRestorationService(paths, policy.device, safe=not args.disable_safe_unpickle),
     )
     services = Services(args, paths, registry, options, policy, jobs, models, generation, users)
     services.training = build_training_service(services)

@@ -18,6 +18,7 @@ PREVIEW = ("ui", "Live previews")
 UI = ("ui_alternatives", "User interface")
 SYSTEM = ("system", "System")
 UPSCALING = ("upscaling", "Upscaling")
+FACES = ("face-restoration", "Face restoration")
 TI = ("training", "Training")  # one section with modules.train.options
 
 CORE_OPTIONS: tuple[OptionInfo, ...] = (
@@ -128,6 +129,17 @@ CORE_OPTIONS: tuple[OptionInfo, ...] = (
         maximum=1.5,
         step=0.001,
         infotext="Noise multiplier",
+    ),
+    OptionInfo(  # A1111 1.6+: read by the img2img and hires passes (on_extra_noise sees it)
+        "img2img_extra_noise",
+        0.0,
+        "Extra noise multiplier for img2img and hires fix",
+        SD,
+        "slider",
+        minimum=0.0,
+        maximum=1.0,
+        step=0.01,
+        infotext="Extra noise",
     ),
     OptionInfo("img2img_color_correction", False, "Apply color correction to img2img results", SD),
     OptionInfo(
@@ -286,7 +298,13 @@ CORE_OPTIONS: tuple[OptionInfo, ...] = (
         step=1,
     ),
     OptionInfo(
-        "show_progress_type", "Approx cheap", "Live preview method", PREVIEW, "radio", ("Full", "Approx cheap", "TAESD")
+        "show_progress_type",
+        "Approx cheap",
+        "Live preview method",
+        PREVIEW,
+        "radio",
+        ("Full", "Approx cheap", "TAESD"),
+        comment="Full: VAE decode (slow); TAESD: needs taesd_decoder / taesdxl_decoder in models/VAE-approx",
     ),
     OptionInfo(
         "live_previews_image_format", "png", "Live preview file format", PREVIEW, "radio", ("jpeg", "png", "webp")
@@ -338,6 +356,23 @@ CORE_OPTIONS: tuple[OptionInfo, ...] = (
         "ESRGAN_tile_overlap", 8, "Tile overlap for upscalers", UPSCALING, "slider", minimum=0, maximum=48, step=1
     ),
     OptionInfo("upscaler_for_img2img", "None", "Upscaler for img2img", UPSCALING, "textbox"),
+    # Face restoration (A1111 moved "Restore faces" from the generation tabs into settings)
+    OptionInfo(
+        "face_restoration",
+        False,
+        "Restore faces",
+        FACES,
+        comment="for every generated image; needs detection_Resnet50_Final.pth and GFPGAN weights in models/GFPGAN",
+    ),
+    OptionInfo(
+        "face_restoration_model",
+        "Automatic",
+        "Face restoration model",
+        FACES,
+        "radio",
+        ("Automatic", "GFPGAN", "CodeFormer"),
+        comment="Automatic: the first that can run",
+    ),
     # System / API
     OptionInfo(
         "api_enable_requests",

@@ -17,6 +17,30 @@ from typing import Any
 
 from modules.extensions.metadata import CallbackOrder, order_by_instructions
 from modules.extensions.problems import ProblemLog
+from modules.generation.hooks import (
+    AfterCFGCallbackParams,
+    CFGDenoisedParams,
+    CFGDenoiserParams,
+    ExtraNoiseParams,
+    ImageGridLoopParams,
+    ImageSaveParams,
+)
+
+# The parameter objects the generation code builds live with its hook interface (it must not
+# import the extension host); they are re-exported here under A1111's names.
+__all__ = [
+    "CATEGORIES",
+    "AfterCFGCallbackParams",
+    "BeforeTokenCounterParams",
+    "CFGDenoisedParams",
+    "CFGDenoiserParams",
+    "CallbackRegistry",
+    "ExtraNoiseParams",
+    "ImageGridLoopParams",
+    "ImageSaveParams",
+    "ScriptCallback",
+    "UiTrainTabParams",
+]
 
 # A1111's callback categories (script_callbacks.callback_map keys without "callbacks_").
 CATEGORIES = (
@@ -44,70 +68,9 @@ CATEGORIES = (
 )
 
 
-class ImageSaveParams:
-    """on_before_image_saved / on_image_saved: `pnginfo["parameters"]` is the infotext."""
-
-    def __init__(self, image: Any, p: Any, filename: str, pnginfo: dict[str, Any]):
-        self.image = image
-        self.p = p
-        self.filename = filename
-        self.pnginfo = pnginfo
-
-
-class ExtraNoiseParams:
-    def __init__(self, noise: Any, x: Any, xi: Any):
-        self.noise = noise
-        self.x = x
-        self.xi = xi
-
-
-class CFGDenoiserParams:
-    def __init__(
-        self,
-        x: Any,
-        image_cond: Any,
-        sigma: Any,
-        sampling_step: int,
-        total_sampling_steps: int,
-        text_cond: Any,
-        text_uncond: Any,
-        denoiser: Any = None,
-    ):
-        self.x = x
-        self.image_cond = image_cond
-        self.sigma = sigma
-        self.sampling_step = sampling_step
-        self.total_sampling_steps = total_sampling_steps
-        self.text_cond = text_cond
-        self.text_uncond = text_uncond
-        self.denoiser = denoiser
-
-
-class CFGDenoisedParams:
-    def __init__(self, x: Any, sampling_step: int, total_sampling_steps: int, inner_model: Any):
-        self.x = x
-        self.sampling_step = sampling_step
-        self.total_sampling_steps = total_sampling_steps
-        self.inner_model = inner_model
-
-
-class AfterCFGCallbackParams:
-    def __init__(self, x: Any, sampling_step: int, total_sampling_steps: int):
-        self.x = x
-        self.sampling_step = sampling_step
-        self.total_sampling_steps = total_sampling_steps
-
-
 class UiTrainTabParams:
     def __init__(self, txt2img_preview_params: Any):
         self.txt2img_preview_params = txt2img_preview_params
-
-
-class ImageGridLoopParams:
-    def __init__(self, imgs: list[Any], cols: int, rows: int):
-        self.imgs = imgs
-        self.cols = cols
-        self.rows = rows
 
 
 @dataclass

@@ -12,7 +12,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from modules.generation.hooks import PostprocessBatchListArgs, PostprocessImageArgs
+from modules.generation.hooks import (  # shared with the generation code, which builds them
+    MaskBlendArgs,
+    PostprocessBatchListArgs,
+    PostprocessImageArgs,
+    PostProcessMaskOverlayArgs,
+    PostSampleArgs,
+)
 
 AlwaysVisible: Any = object()
 """Return this from `show()` for a script that is always shown and always run."""
@@ -49,39 +55,6 @@ __all__ = [
     "Script",
     "ScriptBuiltinUI",
 ]
-
-
-class MaskBlendArgs:
-    def __init__(
-        self,
-        current_latent: Any,
-        nmask: Any,
-        init_latent: Any,
-        mask: Any,
-        blended_latent: Any,
-        denoiser: Any = None,
-        sigma: Any = None,
-    ):
-        self.current_latent = current_latent
-        self.nmask = nmask
-        self.init_latent = init_latent
-        self.mask = mask
-        self.blended_latent = blended_latent
-        self.denoiser = denoiser
-        self.is_final_blend = denoiser is None
-        self.sigma = sigma
-
-
-class PostSampleArgs:
-    def __init__(self, samples: Any):
-        self.samples = samples
-
-
-class PostProcessMaskOverlayArgs:
-    def __init__(self, index: int, mask_for_overlay: Any, overlay_image: Any):
-        self.index = index
-        self.mask_for_overlay = mask_for_overlay
-        self.overlay_image = overlay_image
 
 
 @dataclass

@@ -6,17 +6,29 @@ A1111 semantics (k-diffusion CompVis wrappers + CFGDenoiser):
 - composable prompts (AND): x0 = uncond + sum_k w_k * cfg * (cond_k - uncond);
 - NGMS: on odd steps with sigma below s_min_uncond the uncond pass is skipped;
 - img2img masks blend the denoised latent with the init latent after every call;
-- inpainting UNets get [mask, masked-image latent] appended to the (scaled) input channels.
+- inpainting UNets get [mask, masked-image latent] appended to the (scaled) input channels;
+- extension callbacks as in A1111: on_cfg_denoiser before the model calls (may change the
+  inputs and conds), on_cfg_denoised on the model outputs, Script.on_mask_blend on the blend,
+  on_cfg_after_cfg on the result.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from modules.core.jobs import JobControl
+from modules.generation.hooks import (
+    PER_STEP_EVENTS,
+    AfterCFGCallbackParams,
+    CFGDenoisedParams,
+    CFGDenoiserParams,
+    MaskBlendArgs,
+    ScriptHooks,
+)
 
 
 @dataclass
@@ -62,38 +74,61 @@ class CFGDenoiser:
     step: int = 0
     last_uncond_denoised: torch.Tensor | None = None
 
+    events: DenoiserEvents | None = None  # extension callbacks; None when nobody listens
+    p: Any = None  # the job (A1111 CFGDenoiser.p, read by callbacks through params.denoiser)
+
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         if self.control is not None:
             self.control.check()
         conds = self.conds_at(self.step)
         batch = x.shape[0]
         images = list(range(batch))
+        owners = list(conds.cond_owner)
+        rows = owners + images  # model inputs: every positive cond, then one uncond per image
+        step = _StepInputs(
+            x[rows],
+            sigma[rows],
+            None if self.extra.image_cond is None else self.extra.image_cond[rows],
+            conds.cond,
+            conds.cond_pooled,
+            conds.uncond,
+            conds.uncond_pooled,
+        )
+        events = self.events
+        if events is not None and events.denoiser:
+            step = events.before_step(self, step)
         skip_uncond = self.step % 2 == 1 and self.s_min_uncond > 0 and float(sigma[0]) < self.s_min_uncond
-        cond_ids = _rows(self.extra.time_ids_cond, conds.cond_owner)
+        n = len(owners)
+        cond_ids = _rows(self.extra.time_ids_cond, owners)
+        uncond_ids = _rows(self.extra.time_ids_uncond, images)
         if skip_uncond:
-            cond_out = self._run(x, sigma, conds.cond, conds.cond_pooled, conds.cond_owner, cond_ids)
-            uncond_out = self._first_cond_per_image(cond_out, conds.cond_owner, batch)
-        elif self.batch_cond_uncond and conds.cond.shape[1] == conds.uncond.shape[1]:
+            cond_out = self._run(step.part(0, n), step.cond, step.cond_pooled, cond_ids)
+            uncond_out = self._first_cond_per_image(cond_out, owners, batch)
+        elif self.batch_cond_uncond and step.cond.shape[1] == step.uncond.shape[1]:
             # one batched UNet pass for cond and uncond rows, as diffusers does
             both = self._run(
-                x,
-                sigma,
-                torch.cat([conds.cond, conds.uncond]),
-                _cat_optional(conds.cond_pooled, conds.uncond_pooled),
-                conds.cond_owner + images,
-                _cat_optional(cond_ids, _rows(self.extra.time_ids_uncond, images)),
+                step.part(0, None),
+                torch.cat([step.cond, step.uncond]),
+                _cat_optional(step.cond_pooled, step.uncond_pooled),
+                _cat_optional(cond_ids, uncond_ids),
             )
-            cond_out, uncond_out = both[: len(conds.cond_owner)], both[len(conds.cond_owner) :]
+            cond_out, uncond_out = both[:n], both[n:]
         else:
-            cond_out = self._run(x, sigma, conds.cond, conds.cond_pooled, conds.cond_owner, cond_ids)
-            uncond_ids = _rows(self.extra.time_ids_uncond, images)
-            uncond_out = self._run(x, sigma, conds.uncond, conds.uncond_pooled, images, uncond_ids)
+            cond_out = self._run(step.part(0, n), step.cond, step.cond_pooled, cond_ids)
+            uncond_out = self._run(step.part(n, None), step.uncond, step.uncond_pooled, uncond_ids)
+        if events is not None and events.denoised:
+            cond_out, uncond_out = events.after_model(self, cond_out, uncond_out)
         self.last_uncond_denoised = uncond_out  # read by DDIM CFG++
         denoised = uncond_out.clone()
-        for i, owner in enumerate(conds.cond_owner):
+        for i, owner in enumerate(owners):
             denoised[owner] += (cond_out[i] - uncond_out[owner]) * (conds.cond_weight[i] * self.cfg_scale)
         if self.mask is not None and self.init_latent is not None and self.nmask is not None:
-            denoised = self.init_latent * self.mask + self.nmask * denoised
+            blended = self.init_latent * self.mask + self.nmask * denoised
+            if events is not None and events.mask_blend:
+                blended = events.mask_blend_step(self, denoised, blended, sigma)
+            denoised = blended
+        if events is not None and events.after_cfg:
+            denoised = events.after_cfg_step(denoised)
         self.step += 1  # per model call, as A1111 (schedules use steps x the sampler's call multiplier)
         return denoised
 
@@ -104,22 +139,19 @@ class CFGDenoiser:
 
     def _run(
         self,
-        x: torch.Tensor,
-        sigma: torch.Tensor,
+        rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None],
         context: torch.Tensor,
         pooled: torch.Tensor | None,
-        owners: list[int],
         time_ids: torch.Tensor | None,
     ) -> torch.Tensor:
-        """One UNet pass for rows `owners` of the batch (time_ids already per row) -> x0 per row."""
-        x_rows = x[owners]
-        sigma_rows = sigma[owners]
+        """One UNet pass over model-input rows (x, sigma, image_cond per row) -> x0 per row."""
+        x_rows, sigma_rows, image_cond = rows
         param = next(self.unet.parameters())
-        s = sigma_rows.reshape(-1, 1, 1, 1).to(x.dtype)
+        s = sigma_rows.reshape(-1, 1, 1, 1).to(x_rows.dtype)
         c_in = 1.0 / torch.sqrt(s**2 + 1.0)
         model_in = x_rows * c_in
-        if self.extra.image_cond is not None:
-            model_in = torch.cat([model_in, self.extra.image_cond[owners].to(model_in)], dim=1)
+        if image_cond is not None:
+            model_in = torch.cat([model_in, image_cond.to(model_in)], dim=1)
         t = self.sigma_to_t(sigma_rows)
         kwargs: dict[str, object] = {}
         if pooled is not None and time_ids is not None:
@@ -134,14 +166,104 @@ class CFGDenoiser:
                 encoder_hidden_states=context.to(param.device, param.dtype),
                 **kwargs,
             )
-            .sample.to(x.dtype)
-            .to(x.device)
+            .sample.to(x_rows.dtype)
+            .to(x_rows.device)
         )
         if self.prediction_type == "v_prediction":
             denoised = x_rows / (s**2 + 1.0) - out * s / torch.sqrt(s**2 + 1.0)
         else:
             denoised = x_rows - out * s
         return denoised if self.finish is None else self.finish(x_rows, denoised, sigma_rows)
+
+
+@dataclass
+class _StepInputs:
+    """The model inputs of one step (A1111's x_in, sigma_in, image_cond_in, tensor, uncond)."""
+
+    x: torch.Tensor
+    sigma: torch.Tensor
+    image_cond: torch.Tensor | None
+    cond: torch.Tensor
+    cond_pooled: torch.Tensor | None
+    uncond: torch.Tensor
+    uncond_pooled: torch.Tensor | None
+
+    def part(self, start: int, end: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        image_cond = None if self.image_cond is None else self.image_cond[start:end]
+        return self.x[start:end], self.sigma[start:end], image_cond
+
+
+@dataclass
+class DenoiserEvents:
+    """The extension hooks of one sampling pass around each denoiser call (A1111 CFGDenoiser.forward).
+
+    Made only when a hook listens (`for_job` returns None otherwise), so plain jobs build no
+    parameter objects. `sampling_step` follows A1111's `state.sampling_step`: the index of the
+    last finished step (the sampler callback sets it)."""
+
+    hooks: ScriptHooks
+    p: Any
+    denoiser: bool
+    denoised: bool
+    after_cfg: bool
+    mask_blend: bool
+    total_steps: int = 0
+    sampling_step: int = 0
+
+    @classmethod
+    def for_job(cls, hooks: ScriptHooks | None, p: Any) -> DenoiserEvents | None:
+        if not isinstance(hooks, ScriptHooks):  # None, or something a script put on p.scripts
+            return None
+        flags = [hooks.wants(name) for name in PER_STEP_EVENTS]
+        return cls(hooks, p, *flags) if any(flags) else None
+
+    def before_step(self, denoiser: CFGDenoiser, step: _StepInputs) -> _StepInputs:
+        sdxl = step.cond_pooled is not None
+        params = CFGDenoiserParams(
+            step.x,
+            step.image_cond,
+            step.sigma,
+            self.sampling_step,
+            self.total_steps,
+            {"crossattn": step.cond, "vector": step.cond_pooled} if sdxl else step.cond,
+            {"crossattn": step.uncond, "vector": step.uncond_pooled} if sdxl else step.uncond,
+            denoiser,
+        )
+        self.hooks.cfg_denoiser(params)
+        cond, cond_pooled = _text(params.text_cond, step.cond_pooled)
+        uncond, uncond_pooled = _text(params.text_uncond, step.uncond_pooled)
+        return _StepInputs(params.x, params.sigma, params.image_cond, cond, cond_pooled, uncond, uncond_pooled)
+
+    def after_model(
+        self, denoiser: CFGDenoiser, cond_out: torch.Tensor, uncond_out: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        params = CFGDenoisedParams(
+            torch.cat([cond_out, uncond_out]), self.sampling_step, self.total_steps, denoiser.unet
+        )
+        self.hooks.cfg_denoised(params, self.p)
+        n = cond_out.shape[0]
+        return params.x[:n], params.x[n:]
+
+    def mask_blend_step(
+        self, denoiser: CFGDenoiser, current: torch.Tensor, blended: torch.Tensor, sigma: torch.Tensor
+    ) -> torch.Tensor:
+        mba = MaskBlendArgs(
+            current, denoiser.nmask, denoiser.init_latent, denoiser.mask, blended, denoiser=denoiser, sigma=sigma
+        )
+        self.hooks.on_mask_blend(self.p, mba)
+        return mba.blended_latent
+
+    def after_cfg_step(self, denoised: torch.Tensor) -> torch.Tensor:
+        params = AfterCFGCallbackParams(denoised, self.sampling_step, self.total_steps)
+        self.hooks.cfg_after_cfg(params, self.p)
+        return params.x
+
+
+def _text(value: Any, pooled: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A callback's text_cond back into (context, pooled): SDXL uses A1111's dict form."""
+    if isinstance(value, dict):
+        return value["crossattn"], value.get("vector", pooled)
+    return value, pooled
 
 
 def _rows(table: torch.Tensor | None, rows: list[int]) -> torch.Tensor | None:

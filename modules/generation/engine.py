@@ -3,7 +3,8 @@
 `GenerationService.txt2img` / `.img2img` run inside a job (they receive its JobControl) and
 follow A1111's process_images: prompts and seeds for the whole job, then per batch: hooks,
 extra-network tags, conditioning, sampling, decoding, overlay, infotext, saving; then grid,
-params.txt and the result object.
+params.txt and the result object. Script hooks and script_callbacks are called at A1111's
+points in A1111's order (docs/extensions.md "Hook order").
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +26,17 @@ from modules.core.options import Options
 from modules.core.paths import Paths
 from modules.generation import samplers
 from modules.generation.filename_pattern import FilenameContext
-from modules.generation.hooks import PostprocessBatchListArgs, PostprocessImageArgs, ScriptHooks
+from modules.generation.hooks import (
+    PostprocessBatchListArgs,
+    PostprocessImageArgs,
+    PostProcessMaskOverlayArgs,
+    PostSampleArgs,
+    ScriptHooks,
+)
 from modules.generation.img2img import Img2ImgPlan, img2img_batch, prepare_img2img
 from modules.generation.infotext import GenerationFacts, InfotextFlags, create_infotext
 from modules.generation.latents import decode, tensor_to_pil
+from modules.generation.preview import preview_decoder
 from modules.generation.processing import VERSION, GenerationResult, Processing
 from modules.generation.prompt_parser import parse_extra_network_prompts, strip_comments
 from modules.generation.requests import GenerationRequest, Img2ImgRequest, Txt2ImgRequest
@@ -41,6 +50,8 @@ from modules.models.errors import ModelNotFound
 from modules.models.manager import LoadedModel, ModelManager
 from modules.networks.activation import NetworkActivator
 from modules.networks.options import NetworkOptions
+from modules.postprocessing.face_restoration import FaceRestorationUnavailable
+from modules.postprocessing.face_service import FaceRestorationService
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +67,7 @@ class GenerationService:
     filenames_max_length: int = 128
     speed_cache: SpeedCache = field(default_factory=SpeedCache)  # torch.compile results, TAESD decoders
     networks: NetworkActivator | None = None  # LoRA / embeddings / hypernetworks (None: tags ignored)
+    faces: FaceRestorationService | None = None  # "Restore faces" (None: refused with a clear error)
 
     # --- entry points ------------------------------------------------------------------------
     def txt2img(
@@ -182,6 +194,7 @@ class GenerationService:
             refiner_checkpoint=req.refiner_checkpoint,
             refiner_switch_at=req.refiner_switch_at,
             disable_extra_networks=req.disable_extra_networks,
+            restore_faces=bool(req.restore_faces if req.restore_faces is not None else opts["face_restoration"]),
         )
 
     # --- the job -----------------------------------------------------------------------------
@@ -242,7 +255,11 @@ class GenerationService:
     def _process_loaded(self, p: Processing, model: LoadedModel, control: JobControl) -> GenerationResult:
         hooks = self._hooks(p)
         p.scripts = hooks  # A1111's p.scripts: passes call process_before_every_sampling on it
+        p.preview_decoder = preview_decoder(
+            str(p.opts["show_progress_type"]), model, self.speed_cache.taesd, self.paths.vae_approx_dir
+        )
         self._prepare_prompts(p)
+        p.face_restoration_model = self._face_restorer(p)  # refused here, before any sampling
         plan: Img2ImgPlan | None = prepare_img2img(p, model) if p.kind == "img2img" else None
         hooks.process(p)
         images: list[Image.Image] = []
@@ -265,13 +282,12 @@ class GenerationService:
                 for i, image in enumerate(batch_images):
                     index = n * p.batch_size + i
                     p.batch_index = i
-                    pp = PostprocessImageArgs(image)
-                    hooks.postprocess_image(p, pp)
+                    image = self._finish_image(p, hooks, plan, image, i, index)
                     text = self.infotext(p, model, index)
-                    images.append(pp.image)
+                    images.append(image)
                     infotexts.append(text)
                     if self._should_save(p):
-                        saved.append(str(self._save(p, pp.image, text, index, model)))
+                        saved.append(str(self._save(p, image, text, index, model)))
         result = GenerationResult(images=images, infotexts=infotexts, p=p, saved_paths=saved, interrupted=interrupted)
         self._grid(p, result, model)
         hooks.postprocess(p, result)
@@ -295,20 +311,55 @@ class GenerationService:
             p.negative_prompts = list(parse_extra_network_prompts(p.negative_prompts).prompts)
         preview_every = int(p.opts["show_progress_every_n_steps"]) if p.opts["live_previews_enable"] else 0
         with self._networks(p, model, networks):
+            if not p.disable_extra_networks:  # A1111 extra_networks.activate ends with this hook
+                hooks.after_extra_networks_activate(
+                    p,
+                    batch_number=n,
+                    prompts=p.prompts,
+                    seeds=p.seeds,
+                    subseeds=p.subseeds,
+                    extra_network_data=networks,
+                )
             hooks.process_batch(p, batch_number=n, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds)
             if plan is not None:
                 latents = img2img_batch(p, model, plan, control, n, preview_every, self.models)
             else:
-                latents = txt2img_batch(p, model, control, n, preview_every, self.models)
+                latents = txt2img_batch(p, model, control, n, preview_every, self.models, networks)
+        post_sample = PostSampleArgs(latents)
+        hooks.post_sample(p, post_sample)
         with torch.inference_mode():
-            pixels = decode(model.vae, latents)
+            pixels = decode(model.vae, post_sample.samples)
         hooks.postprocess_batch(p, pixels, batch_number=n)
-        images = tensor_to_pil(pixels)
-        if plan is not None:
-            images = plan.overlay(images, n)
-        batch_list = PostprocessBatchListArgs(images)
+        batch_list = PostprocessBatchListArgs(tensor_to_pil(pixels))
         hooks.postprocess_batch_list(p, batch_list, batch_number=n)
         return batch_list.images
+
+    def _finish_image(
+        self, p: Processing, hooks: ScriptHooks, plan: Img2ImgPlan | None, image: Image.Image, i: int, index: int
+    ) -> Image.Image:
+        """A1111's per-image steps: postprocess_image, postprocess_maskoverlay and the paste into
+        the source image (img2img masks), postprocess_image_after_composite."""
+        if p.face_restoration_model:  # A1111 restores faces before the scripts' postprocess_image
+            assert self.faces is not None
+            image = self.faces.restore(image, p.face_restoration_model)
+        pp = PostprocessImageArgs(image, index)
+        hooks.postprocess_image(p, pp)
+        image = pp.image
+        if plan is not None:
+            image = plan.composite(p, hooks, image, i)
+        else:
+            hooks.postprocess_maskoverlay(p, PostProcessMaskOverlayArgs(i, None, None))
+        pp = PostprocessImageArgs(image, index)
+        hooks.postprocess_image_after_composite(p, pp)
+        return pp.image
+
+    def _face_restorer(self, p: Processing) -> str | None:
+        if not p.restore_faces:
+            return None
+        if self.faces is None:
+            raise FaceRestorationUnavailable("face restoration is not available in this setup")
+        wanted = str(p.opts["face_restoration_model"] or "")
+        return self.faces.resolve(None if wanted == "Automatic" else wanted)
 
     @contextmanager
     def _networks(self, p: Processing, model: LoadedModel, networks: dict[str, Any]) -> Iterator[None]:
@@ -343,6 +394,7 @@ class GenerationService:
             seed=p.all_seeds[index],
             width=p.width,
             height=p.height,
+            face_restoration=p.face_restoration_model,
             model_hash=p.sd_model_hash,
             model_name=p.sd_model_name,
             vae_hash=p.sd_vae_hash,
@@ -416,8 +468,18 @@ class GenerationService:
             ctx=self._filename_context(p, model, index),
             options=self._saving_options(p),
             infotext=text,
+            **self._save_callbacks(p),
         )
         return saved.path
+
+    def _save_callbacks(self, p: Processing) -> dict[str, Any]:
+        """on_before_image_saved / on_image_saved for the images the job saves."""
+        hooks = self._hooks(p)
+        return {
+            "before_save": hooks.before_image_saved if hooks.wants("before_image_saved") else None,
+            "after_save": hooks.image_saved if hooks.wants("image_saved") else None,
+            "p": p,
+        }
 
     def _grid(self, p: Processing, result: GenerationResult, model: LoadedModel) -> None:
         count = len(result.images)
@@ -432,6 +494,7 @@ class GenerationService:
             n_rows=int(p.opts["n_rows"]),
             batch_size=p.batch_size,
             prevent_empty_spots=bool(p.opts["grid_prevent_empty_spots"]),
+            on_grid=partial(self._hooks(p).image_grid, p=p),
         )
         text = result.infotexts[0]
         if wants_save:
@@ -444,6 +507,7 @@ class GenerationService:
                 infotext=text,
                 grid=True,
                 short_filename=True,
+                **self._save_callbacks(p),
             )
         if wants_return:
             result.images.insert(0, grid)

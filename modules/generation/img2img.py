@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from modules.core.jobs import JobControl
+from modules.generation.hooks import MaskBlendArgs, PostProcessMaskOverlayArgs, ScriptHooks
 from modules.generation.latents import encode, pil_to_tensor
 from modules.generation.masking import (
     CropRegion,
@@ -46,14 +47,16 @@ class Img2ImgPlan:
     latent_mask: torch.Tensor | None = None  # 1 = keep init (A1111 p.mask)
     image_cond: torch.Tensor | None = None
 
-    def overlay(self, images: list[Image.Image], n: int) -> list[Image.Image]:
-        if self.mask_for_overlay is None:
-            return images
-        out = []
-        for i, image in enumerate(images):
-            original = self.originals[i % len(self.originals)]
-            out.append(overlay_original(image, original, self.mask_for_overlay, self.region))
-        return out
+    def composite(self, p: Processing, hooks: ScriptHooks, image: Image.Image, i: int) -> Image.Image:
+        """A1111's postprocess_maskoverlay, then the paste of the result into the source image.
+
+        Scripts may replace the overlay mask or the source image (None: no paste-back)."""
+        original = self.originals[i % len(self.originals)] if self.mask_for_overlay is not None else None
+        ppmo = PostProcessMaskOverlayArgs(i, self.mask_for_overlay, original)
+        hooks.postprocess_maskoverlay(p, ppmo)
+        if ppmo.mask_for_overlay is None or ppmo.overlay_image is None:
+            return image
+        return overlay_original(image, ppmo.overlay_image, ppmo.mask_for_overlay, self.region)
 
 
 def _flatten(image: Image.Image, background: str) -> Image.Image:
@@ -203,4 +206,19 @@ def img2img_batch(
         noise_multiplier=p.initial_noise_multiplier,
         refiner=refiner_of(p),
     )
-    return run_pass(model, p, spec, control, preview_every=preview_every, models=models)
+    samples = run_pass(model, p, spec, control, preview_every=preview_every, models=models)
+    if spec.mask is None or spec.init_latent is None:
+        return samples
+    return final_blend(p, samples, spec.init_latent, spec.mask)
+
+
+def final_blend(p: Processing, samples: torch.Tensor, init_latent: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """A1111 img2img: after sampling, masked-out areas get the init latent back; scripts'
+    on_mask_blend (is_final_blend) may change the blend."""
+    nmask = 1.0 - keep
+    blended = samples * nmask + init_latent * keep
+    if isinstance(p.scripts, ScriptHooks):
+        mba = MaskBlendArgs(samples, nmask, init_latent, keep, blended)
+        p.scripts.on_mask_blend(p, mba)
+        blended = mba.blended_latent
+    return blended

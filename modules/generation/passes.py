@@ -5,6 +5,10 @@
 3. sigma schedule (full for txt2img; truncated by denoising strength for img2img/hires)
 4. the CFG denoiser around the UNet (SDXL size ids, inpainting conditioning, masks)
 5. the sampler loop, reporting progress and honouring interrupt/skip between steps
+
+Extension points on the way (A1111's): on_extra_noise when img2img/hires adds extra noise,
+Script.process_before_every_sampling before the sampler starts, and the per-step CFG callbacks
+(see denoiser.DenoiserEvents), made only when an extension listens.
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ import torch
 from modules.core.jobs import JobControl
 from modules.generation import samplers
 from modules.generation.conditioning import PromptConditioning, TextConditioner, build_prompt_conditioning
-from modules.generation.denoiser import CFGDenoiser, StepConds, UNetInputs
+from modules.generation.denoiser import CFGDenoiser, DenoiserEvents, StepConds, UNetInputs
+from modules.generation.hooks import ExtraNoiseParams, ScriptHooks
 from modules.generation.latents import cheap_preview
 from modules.generation.processing import Processing
 from modules.generation.refiner import RefinerSwitch
 from modules.generation.rng import ImageRNG
+from modules.generation.samplers.plan import ExtraNoiseHook
 from modules.models.families import ModelFamily
 from modules.models.manager import LoadedModel, ModelManager
 
@@ -135,22 +141,32 @@ def run_pass(
             options=schedule_options,
             params=params,
             initial_noise_multiplier=spec.noise_multiplier,
+            extra_noise=float(p.opts.get("img2img_extra_noise", 0.0) or 0.0),
+            extra_noise_hook=_extra_noise_hook(p.scripts, p),
         )
         x, sigmas, brownian = start.latent, start.sigmas, start.full_sigmas
         extra = dict(start.extra_generation_params)
     if not p.is_hr_pass:
         p.extra_generation_params.update(extra)
         p.extra_generation_params.update(sampler.infotext_params(params))
-    denoiser = _denoiser_for(model, p, spec, sampler, control)
+    total = len(sigmas) - 1
+    events = DenoiserEvents.for_job(p.scripts, p)
+    if events is not None:
+        events.total_steps = total
+    denoiser = _denoiser_for(model, p, spec, sampler, control, events)
     refiner_switch: RefinerSwitch | None = None
     if spec.refiner is not None and models is not None:
-        refiner_switch = _refiner_switch(models, spec, p, sampler, control, denoiser, model_sigmas)
-    total = len(sigmas) - 1
+        refiner_switch = _refiner_switch(models, spec, p, sampler, control, denoiser, model_sigmas, events)
 
     def on_step(info: samplers.StepInfo) -> None:
+        if events is not None:
+            events.sampling_step = info.index  # A1111 state.sampling_step, set by the sampler callback
         control.set_step(min(info.index + 1, total), total)
         if preview_every > 0 and (info.index + 1) % preview_every == 0:
-            control.set_preview(cheap_preview(info.denoised[0].float(), model.is_sdxl))
+            latent = info.denoised[0]
+            control.set_preview(
+                p.preview_decoder(latent) if p.preview_decoder else cheap_preview(latent.float(), model.is_sdxl)
+            )
         control.check()
 
     control.set_step(0, total)
@@ -181,6 +197,7 @@ def _denoiser_for(
     spec: PassSpec,
     sampler: samplers.SamplerSpec,
     control: JobControl,
+    events: DenoiserEvents | None = None,
 ) -> CFGDenoiser:
     """Text conditioning + CFG denoiser of one model for this pass."""
     conditioner = conditioner_for(model, p, embeddings=not model.is_refiner)
@@ -213,6 +230,8 @@ def _denoiser_for(
         mask=spec.mask,
         nmask=None if spec.mask is None else 1.0 - spec.mask,
         finish=model_sigmas.finish_denoised,
+        events=events,
+        p=p,
     )
 
 
@@ -224,6 +243,7 @@ def _refiner_switch(
     control: JobControl,
     base: CFGDenoiser,
     model_sigmas: samplers.ModelSigmas,
+    events: DenoiserEvents | None = None,
 ) -> RefinerSwitch | None:
     assert spec.refiner is not None
     name, switch_at = spec.refiner
@@ -233,6 +253,19 @@ def _refiner_switch(
 
     def make(stack: ExitStack) -> CFGDenoiser:
         refiner_model = stack.enter_context(models.use(info))
-        return _denoiser_for(refiner_model, p, spec, sampler, control)
+        return _denoiser_for(refiner_model, p, spec, sampler, control, events)
 
     return RefinerSwitch(base, switch_at, model_sigmas.sigmas, make)
+
+
+def _extra_noise_hook(hooks: ScriptHooks | None, p: Processing) -> ExtraNoiseHook | None:
+    """on_extra_noise: callbacks see (noise, init latent, noised latent) and may replace the noise."""
+    if not isinstance(hooks, ScriptHooks) or not hooks.wants("extra_noise"):
+        return None
+
+    def hook(noise: torch.Tensor, x: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
+        params = ExtraNoiseParams(noise, x, xi)
+        hooks.extra_noise(params, p)
+        return params.noise
+
+    return hook

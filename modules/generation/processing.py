@@ -54,6 +54,8 @@ class Processing:
     refiner_checkpoint: str | None = None
     refiner_switch_at: float | None = None
     disable_extra_networks: bool = False
+    restore_faces: bool = False  # request field, else the face_restoration setting
+    face_restoration_model: str | None = None  # the restorer used (set when the job starts)
     # txt2img
     enable_hr: bool = False
     hr_scale: float = 2.0
@@ -103,6 +105,7 @@ class Processing:
     job_timestamp: str = ""
     comments: dict[str, Any] = field(default_factory=dict)
     scripts: Any = None
+    preview_decoder: Any = None  # live preview (modules.generation.preview); set by the engine per job
     script_args: list[Any] = field(default_factory=list)
     embedding_lookup: Any = None  # textual-inversion lookup for the job's model (networks)
     embeddings_used: set[str] = field(default_factory=set)  # names, for "TI hashes"
@@ -149,8 +152,8 @@ class GenerationResult:
             "cfg_scale": p.cfg_scale,
             "steps": p.steps,
             "batch_size": p.batch_size,
-            "restore_faces": False,
-            "face_restoration_model": None,
+            "restore_faces": p.restore_faces,
+            "face_restoration_model": p.face_restoration_model,
             "sd_model_name": p.sd_model_name,
             "sd_model_hash": p.sd_model_hash,
             "sd_vae_name": p.sd_vae_name,

@@ -6,6 +6,10 @@ overwrite when several jobs save at once), a name is reserved atomically before 
 the image is written to a hidden temp file first, numbers are picked under a lock file in the
 folder, and the temp file is hard-linked to the final name (atomic, fails if the name exists;
 filesystems without hard links: O_EXCL reservation + rename). An existing file is never replaced.
+
+Extensions: `before_save` gets A1111's ImageSaveParams with the planned path and may change the
+image, the pnginfo or the path (the image then goes exactly there, or next to it with "-1" when
+that name is taken); `after_save` gets the same object with the path written.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +28,7 @@ from PIL import Image
 
 from modules.core.options import atomic_write_text
 from modules.generation.filename_pattern import FilenameContext, FilenameGenerator, Sanitizer
+from modules.generation.hooks import ImageGridLoopParams, ImageSaveParams
 from modules.generation.image_io import normalize_format, write_image_with_geninfo
 
 LOCK_NAME = ".saving.lock"
@@ -133,11 +138,15 @@ def save_image(
     save_to_dirs: bool | None = None,
     existing_pnginfo: Mapping[str, Any] | None = None,
     pnginfo_section_name: str = "parameters",
+    before_save: Callable[[ImageSaveParams], None] | None = None,
+    after_save: Callable[[ImageSaveParams], None] | None = None,
+    p: Any = None,
 ) -> SavedImage:
     """Save one image the A1111 way (images.save_image) and return where it went.
 
     `basename` prefixes the number ("grid" -> grid-0003); `short_filename` (or ctx.seed None)
     drops the filename pattern; `no_prompt` keeps the image out of sub-folders (extras).
+    `before_save`/`after_save`: on_before_image_saved / on_image_saved (`p` goes into the params).
     """
     ext = fallback_extension(image, extension or options.samples_format)
     namegen = FilenameGenerator(
@@ -150,13 +159,30 @@ def save_image(
         dirname = namegen.apply(options.directories_filename_pattern or "[prompt_words]").lstrip(" ").rstrip("\\ /")
         directory = directory / safe_subdirectory(dirname)
     directory.mkdir(parents=True, exist_ok=True)
+    short = short_filename or ctx.seed is None
+    pnginfo = dict(existing_pnginfo or {})
+    if infotext is not None:
+        pnginfo[pnginfo_section_name] = infotext
+    params = ImageSaveParams(image, p, "", pnginfo)
+    chosen: Path | None = None
+    if before_save is not None:
+        planned = _planned_path(directory, basename, ext, namegen, options, short, suffix, forced_filename)
+        params.filename = str(planned)
+        before_save(params)
+        if params.filename != str(planned):
+            chosen = Path(params.filename)
+            directory, ext = chosen.parent, normalize_format(chosen.suffix.lstrip(".") or ext)
+            directory.mkdir(parents=True, exist_ok=True)
+        infotext = params.pnginfo.get(pnginfo_section_name)
+    extra_info = {k: v for k, v in params.pnginfo.items() if k != pnginfo_section_name}
 
-    tmp = _write_temp(image, directory, ext, infotext, options, existing_pnginfo, pnginfo_section_name)
+    tmp = _write_temp(params.image, directory, ext, infotext, options, extra_info, pnginfo_section_name)
     try:
-        if forced_filename is not None:
+        if chosen is not None:
+            path = _claim_plain_name(tmp, directory, chosen.stem, ext)
+        elif forced_filename is not None:
             path = _claim_plain_name(tmp, directory, _no_separators(forced_filename), ext)
         else:
-            short = short_filename or ctx.seed is None
             path = _claim_pattern_name(tmp, directory, basename, ext, namegen, options, short, suffix)
     finally:
         tmp.unlink(missing_ok=True)
@@ -165,11 +191,51 @@ def save_image(
     if options.save_txt and infotext is not None:
         txt_path = path.with_suffix(".txt")
         atomic_write_text(txt_path, f"{infotext}\n")
+    if after_save is not None:
+        params.filename = str(path)
+        after_save(params)
     return SavedImage(path=path, txt_path=txt_path)
 
 
 def _no_separators(name: str) -> str:
     return name.replace("/", "_").replace("\\", "_")
+
+
+def _decoration(namegen: FilenameGenerator, options: SavingOptions, short: bool, suffix: str) -> tuple[str, bool]:
+    """(the name part after the number, whether a number is added)."""
+    if short:
+        pattern = ""
+    elif options.save_to_dirs:
+        pattern = options.samples_filename_pattern or "[seed]"
+    else:
+        pattern = options.samples_filename_pattern or "[seed]-[prompt_spaces]"
+    decoration = _no_separators(namegen.apply(pattern) + suffix)
+    return decoration, options.save_images_add_number or decoration == ""
+
+
+def _numbered_name(number: int, basename: str, decoration: str, ext: str, limit: int) -> str:
+    prefix = f"{number:05}" if basename == "" else f"{basename}-{number:04}"
+    return _fit_name(prefix, f"-{decoration}" if decoration else "", f".{ext}", limit)
+
+
+def _planned_path(
+    directory: Path,
+    basename: str,
+    ext: str,
+    namegen: FilenameGenerator,
+    options: SavingOptions,
+    short: bool,
+    suffix: str,
+    forced_filename: str | None,
+) -> Path:
+    """The name the image will most likely get (shown to on_before_image_saved, as A1111 does)."""
+    limit = _name_max_bytes(directory)
+    if forced_filename is not None:
+        return directory / _fit_name("", _no_separators(forced_filename), f".{ext}", limit)
+    decoration, add_number = _decoration(namegen, options, short, suffix)
+    if not add_number:
+        return directory / _fit_name("", decoration, f".{ext}", limit)
+    return directory / _numbered_name(next_sequence_number(directory, basename), basename, decoration, ext, limit)
 
 
 def _claim_pattern_name(
@@ -182,25 +248,14 @@ def _claim_pattern_name(
     short: bool,
     suffix: str,
 ) -> Path:
-    if short:
-        pattern = ""
-    elif options.save_to_dirs:
-        pattern = options.samples_filename_pattern or "[seed]"
-    else:
-        pattern = options.samples_filename_pattern or "[seed]-[prompt_spaces]"
-    decoration = _no_separators(namegen.apply(pattern) + suffix)
-    add_number = options.save_images_add_number or decoration == ""
+    decoration, add_number = _decoration(namegen, options, short, suffix)
     if not add_number:
         return _claim_plain_name(tmp, directory, decoration, ext)
-    if decoration:
-        decoration = f"-{decoration}"
-
     limit = _name_max_bytes(directory)
     with _directory_lock(directory):
         start = next_sequence_number(directory, basename)
         for number in range(start, start + 10000):
-            prefix = f"{number:05}" if basename == "" else f"{basename}-{number:04}"
-            path = directory / _fit_name(prefix, decoration, f".{ext}", limit)
+            path = directory / _numbered_name(number, basename, decoration, ext, limit)
             if _claim(tmp, path):
                 return path
     raise SaveError(f"no free file name for {basename or 'image'} in {directory}")
@@ -339,16 +394,22 @@ def image_grid(
     n_rows: int = -1,
     batch_size: int = 1,
     prevent_empty_spots: bool = False,
+    on_grid: Callable[[ImageGridLoopParams], None] | None = None,
 ) -> Image.Image:
-    """Images laid out left to right, top to bottom in cells of the first image's size (black RGB)."""
+    """Images laid out left to right, top to bottom in cells of the first image's size (black RGB).
+
+    `on_grid` (on_image_grid) may change the images, columns and rows before drawing."""
     if not images:
         raise ValueError("a grid needs at least one image")
     if rows is None:
         rows = grid_rows(len(images), n_rows=n_rows, batch_size=batch_size, prevent_empty_spots=prevent_empty_spots)
     rows = max(1, min(rows, len(images)))
-    cols = -(-len(images) // rows)
-    width, height = images[0].size
+    params = ImageGridLoopParams(list(images), -(-len(images) // rows), rows)
+    if on_grid is not None:
+        on_grid(params)
+    cols, rows = max(1, int(params.cols)), max(1, int(params.rows))
+    width, height = params.imgs[0].size
     grid = Image.new("RGB", size=(cols * width, rows * height), color="black")
-    for i, img in enumerate(images):
+    for i, img in enumerate(params.imgs):
         grid.paste(img, box=(i % cols * width, i // cols * height))
     return grid

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from PIL import Image
 
 from modules.core.jobs import JobControl
+from modules.generation.hooks import ScriptHooks
 from modules.generation.latents import (
     LATENT_UPSCALE_MODES,
     decode,
@@ -86,8 +90,15 @@ def refiner_of(p: Processing) -> tuple[str, float] | None:
 
 
 def txt2img_batch(
-    p: Processing, model: LoadedModel, control: JobControl, n: int, preview_every: int, models: ModelManager
+    p: Processing,
+    model: LoadedModel,
+    control: JobControl,
+    n: int,
+    preview_every: int,
+    models: ModelManager,
+    networks: Mapping[str, Any] | None = None,
 ) -> torch.Tensor:
+    """`networks`: the batch's extra-network data (A1111 hires activates them again)."""
     first = PassSpec(
         steps=p.steps,
         width=p.width,
@@ -104,7 +115,7 @@ def txt2img_batch(
         return latents
     if n == 0:
         record_hires_params(p)
-    return _hires_pass(p, model, latents, control, n, preview_every, models)
+    return _hires_pass(p, model, latents, control, n, preview_every, models, networks)
 
 
 def _hires_pass(
@@ -115,6 +126,7 @@ def _hires_pass(
     n: int,
     preview_every: int,
     models: ModelManager,
+    networks: Mapping[str, Any] | None = None,
 ) -> torch.Tensor:
     up_w, up_h, final_w, final_h = check_hires_target(p)
     upscaler = p.hr_upscaler or "Latent"
@@ -147,11 +159,29 @@ def _hires_pass(
         image_cond=_txt2img_image_cond(hr_model, len(p.seeds), final_w, final_h),
     )
     p.is_hr_pass = True
+    _before_hires_sampling(p, n, networks)
     try:
         with speed_patches(hr_model, SpeedSettings.for_job(p, hires=True)):  # token merging ratio hr
             return run_pass(hr_model, p, second, control, preview_every=preview_every)
     finally:
         p.is_hr_pass = False
+
+
+def _before_hires_sampling(p: Processing, n: int, networks: Mapping[str, Any] | None) -> None:
+    """A1111 sample_hr_pass: extra networks activate again (after_extra_networks_activate), then before_hr."""
+    hooks = p.scripts
+    if not isinstance(hooks, ScriptHooks):
+        return
+    if not p.disable_extra_networks:
+        hooks.after_extra_networks_activate(
+            p,
+            batch_number=n,
+            prompts=p.prompts,
+            seeds=p.seeds,
+            subseeds=p.subseeds,
+            extra_network_data=dict(networks or {}),
+        )
+    hooks.before_hr(p)
 
 
 def _upscale_image(image: Image.Image, name: str, width: int, height: int) -> Image.Image:

@@ -141,6 +141,7 @@ class ModelManager:
         self._lock = threading.RLock()
         self._cache: OrderedDict[Path, LoadedModel] = OrderedDict()
         self._active: LoadedModel | None = None
+        self._loaded_listeners: list[Callable[[LoadedModel], None]] = []
 
     # --- listing -----------------------------------------------------------------------------
 
@@ -177,6 +178,14 @@ class ModelManager:
         is). Any failure (bad file, unknown VAE, VAE that does not fit) leaves `active` and the
         cache as they were.
         """
+        model, switched = self._load(checkpoint, vae=vae, activate=activate)
+        if switched:
+            self._notify_loaded(model)
+        return model
+
+    def _load(self, checkpoint: str | CheckpointInfo, *, vae: str | None, activate: bool) -> tuple[LoadedModel, bool]:
+        """-> (model, whether it just became the active model)."""
+        switched = False
         with self._lock:
             info = checkpoint if isinstance(checkpoint, CheckpointInfo) else self.find_checkpoint(checkpoint)
             if vae is not None:
@@ -187,6 +196,7 @@ class ModelManager:
             self._cache[info.filename] = model
             self._cache.move_to_end(info.filename)
             if activate and model is not self._active:
+                switched = True
                 previous, self._active = self._active, model
                 if previous is not None and not previous.in_use and previous.checkpoint.filename in self._cache:
                     self._park(previous)
@@ -197,7 +207,31 @@ class ModelManager:
                 self._park(model)
             if self._evict(keep=model):
                 return_freed_memory()
-            return model
+            return model, switched
+
+    # --- model-loaded event (A1111 on_model_loaded) ---------------------------------------------
+
+    def add_loaded_listener(self, listener: Callable[[LoadedModel], None]) -> Callable[[], None]:
+        """Call `listener(model)` whenever a model becomes the active one (load, switch, reload).
+        Returns a function that removes the listener."""
+        with self._lock:
+            self._loaded_listeners.append(listener)
+
+        def remove() -> None:
+            with self._lock:
+                if listener in self._loaded_listeners:
+                    self._loaded_listeners.remove(listener)
+
+        return remove
+
+    def _notify_loaded(self, model: LoadedModel) -> None:
+        with self._lock:
+            listeners = list(self._loaded_listeners)
+        for listener in listeners:
+            try:
+                listener(model)
+            except Exception:  # boundary: a listener must not break model loading
+                log.exception("model-loaded listener failed")
 
     def _load_from_disk(self, info: CheckpointInfo) -> LoadedModel:
         info.calculate_shorthash(self.hash_cache)
@@ -258,7 +292,8 @@ class ModelManager:
                 self._release(model)
             self._place(fresh)
             self.set_vae(fresh, choice)
-            return fresh
+        self._notify_loaded(fresh)
+        return fresh
 
     @contextlib.contextmanager
     def use(self, model: LoadedModel | str | CheckpointInfo | None = None) -> Iterator[LoadedModel]:

@@ -170,10 +170,14 @@ def build_extras(ctx: UiContext) -> dict[str, Any]:
         if params.gfpgan_visibility == 0 and params.codeformer_visibility == 0:
             return None
         if not face_cache:
-            paths = ctx.services.paths
-            folders = face_restorer_folders(paths.gfpgan_dir, paths.codeformer_dir)
-            safe = not ctx.services.args.disable_safe_unpickle
-            face_cache.append(scan_face_restorers(folders, device=ctx.services.policy.device, safe=safe))
+            shared = ctx.services.generation.faces  # the server's one set (also used by generation)
+            if shared is not None:
+                face_cache.append(shared.restorers())
+            else:
+                paths = ctx.services.paths
+                folders = face_restorer_folders(paths.gfpgan_dir, paths.codeformer_dir)
+                safe = not ctx.services.args.disable_safe_unpickle
+                face_cache.append(scan_face_restorers(folders, device=ctx.services.policy.device, safe=safe))
         for family, vis in (("GFPGAN", params.gfpgan_visibility), ("CodeFormer", params.codeformer_visibility)):
             if vis > 0:
                 face_cache[0].get(family)  # FaceRestorationUnavailable says why

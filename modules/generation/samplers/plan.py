@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -168,6 +168,7 @@ def img2img_start(
     params: SamplerParams | None = None,
     initial_noise_multiplier: float = 1.0,
     extra_noise: float = 0.0,
+    extra_noise_hook: ExtraNoiseHook | None = None,
 ) -> Img2ImgStart:
     """A1111 img2img start: noise *= initial_noise_multiplier; full schedule for plan.steps;
     sigmas = full[steps - t_enc - 1:]; latent = init + noise * sigmas[0] (+ noise * extra_noise,
@@ -185,15 +186,33 @@ def img2img_start(
         extra["Extra noise"] = extra_noise
     if spec.kind == SamplerKind.TIMESTEPS:
         return _timesteps_start(
-            spec, plan, model_sigmas, init_latent, noise, params or SamplerParams(), extra_noise, extra
+            spec,
+            plan,
+            model_sigmas,
+            init_latent,
+            noise,
+            params or SamplerParams(),
+            extra_noise,
+            extra,
+            extra_noise_hook,
         )
     schedule = build_sigmas(spec, scheduler, plan.steps, model_sigmas, options, params)
     full = schedule.sigmas
     tail = full[plan.steps - plan.t_enc - 1 :]
     latent = init_latent + noise * tail[0].to(noise)
     if extra_noise > 0:
-        latent = latent + noise * extra_noise
+        latent = latent + _extra(noise, init_latent, latent, extra_noise_hook) * extra_noise
     return Img2ImgStart(latent, tail, full, plan.steps, plan.t_enc, {**schedule.extra_generation_params, **extra})
+
+
+# on_extra_noise (A1111): (noise, init latent, noised start latent) -> the noise to add again
+ExtraNoiseHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _extra(
+    noise: torch.Tensor, init_latent: torch.Tensor, latent: torch.Tensor, hook: ExtraNoiseHook | None
+) -> torch.Tensor:
+    return noise if hook is None else hook(noise, init_latent, latent)
 
 
 def _timesteps_start(
@@ -205,6 +224,7 @@ def _timesteps_start(
     params: SamplerParams,
     extra_noise: float,
     extra: dict[str, object],
+    extra_noise_hook: ExtraNoiseHook | None = None,
 ) -> Img2ImgStart:
     """A1111 noises to timestep[t_enc] but starts sampling at timestep[t_enc - 1] with the same x_vp.
     In sigma space that is: noise to sigma(t_enc), then rescale x_vp's frame to the start sigma."""
@@ -217,7 +237,9 @@ def _timesteps_start(
         sigmas = ts.timestep_sigmas(model_sigmas, timesteps[: max(plan.t_enc, 1)])
         if spec.algorithm == "unipc":
             sigmas = enc_sigma.reshape(1).float()
-    latent = init_latent + noise * enc_sigma.to(noise) + noise * extra_noise
+    latent = init_latent + noise * enc_sigma.to(noise)
+    if extra_noise > 0:
+        latent = latent + _extra(noise, init_latent, latent, extra_noise_hook) * extra_noise
     frame = torch.sqrt((1 + sigmas[0].double() ** 2) / (1 + enc_sigma.double() ** 2)).to(noise)
     full = ts.timestep_sigmas(model_sigmas, timesteps)
     return Img2ImgStart(latent * frame, sigmas, full, plan.steps, plan.t_enc, extra)

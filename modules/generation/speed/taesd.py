@@ -100,6 +100,7 @@ class TaesdDecoders:
     """Loaded decoders by file (reloaded when the file changes); kept in the service's SpeedCache."""
 
     loaded: dict[Path, tuple[float, nn.Module]] = field(default_factory=dict)
+    missing_logged: bool = False  # "no decoder file" is logged once, not at every preview
 
     def previewer(
         self, vae_approx_dir: Path, is_sdxl: bool, device: torch.device | str = "cpu"
