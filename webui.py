@@ -65,8 +65,8 @@ def main(argv: list[str]) -> int:
     except AuthConfigError as exc:
         print(f"webui.py: error: {exc}", file=sys.stderr)
         return 2
-    host = bind(services, preload=preload, run_installers=not args.skip_install)
-    app = build_app(services, extension_host=host)
+    extensions = bind(services, preload=preload, run_installers=not args.skip_install)
+    app = build_app(services, extension_host=extensions)
     host = bind_host(args)
     if is_non_local(args) and not (args.gradio_auth or args.gradio_auth_path or args.api_auth):
         print(
