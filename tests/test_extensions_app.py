@@ -244,7 +244,7 @@ def test_extensions_tab_actions(data_dir: Path) -> None:
     from modules.extensions.ui_tab import build_extensions_tab
 
     host = _start(data_dir)
-    with gr.Blocks(), gr.Tabs():
+    with gr.Blocks(), gr.Tabs(), gr.Tab("Extensions"):  # app.py makes the tab
         tab = build_extensions_tab(host)
     table = tab.installed_html()
     for name in TOYS:

@@ -35,6 +35,7 @@ from modules.extensions.compat_runtime import CmdOptsView, SdModelView, StateVie
 from modules.extensions.component_hooks import component_callbacks
 from modules.extensions.discovery import DisableMode, Extension, active, check_requirements, discover, find_extension
 from modules.extensions.extra_networks import ExtraNetworkRegistry
+from modules.extensions.generation_hooks import connect_generation_events
 from modules.extensions.gitops import ExtensionAccess, GitExtensions, GitInfo, InstallOutcome
 from modules.extensions.installer import Installer, InstallRun, InstallStamps, fingerprint, write_constraints
 from modules.extensions.loader import LoadedScripts, list_script_files, load_script_files
@@ -134,6 +135,7 @@ class ExtensionHost:
             self._tabs([]), prepare_p=self.prepare_p, wrap_processed=wrap_processed, unwrap_processed=unwrap_processed
         )
         self.postprocessing = PostprocessingScripts([], self.problems)
+        connect_generation_events(self)  # runner gets the callbacks; on_model_loaded from the model manager
 
     # --- discovery and loading -------------------------------------------------------------------
     def disable_mode(self) -> DisableMode:

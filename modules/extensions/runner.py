@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modules.core.jobs import JobControl
+from modules.extensions.generation_hooks import GenerationCallbacks  # script_callbacks of a job
 from modules.extensions.loader import ScriptClass
 from modules.extensions.metadata import CallbackOrder, order_by_instructions
 from modules.extensions.problems import ProblemLog
@@ -153,12 +154,7 @@ class TabScripts:
                 self._script_group(gr, script, visible=False)
             groups = [s.group for s in self.selectable_scripts]
             if groups:
-                count = len(groups)
-                dropdown.change(
-                    fn=lambda index: [gr.update(visible=(index or 0) == i + 1) for i in range(count)],
-                    inputs=[dropdown],
-                    outputs=groups,
-                )
+                dropdown.change(fn=_visibility_switch(len(groups)), inputs=[dropdown], outputs=groups)
             self._laid_out = True
             return list(self.inputs)
 
@@ -199,6 +195,11 @@ class TabScripts:
 
             with gr.Blocks():
                 self.create_ui()
+
+    def refresh_defaults(self) -> None:
+        """Re-read the controls' values as the API defaults (after the UI applied ui-config.json)."""
+        with self._lock:
+            self.defaults = [0, *(getattr(c, "value", None) for c in self.inputs[1:])]
 
     def default_args(self) -> list[Any]:
         self.ensure_layout()
@@ -278,6 +279,17 @@ class TabScripts:
             return None
 
 
+def _visibility_switch(count: int) -> Callable[[int | None], Any]:
+    """Dropdown index -> show the chosen script's group only (1-based; 0 = "None")."""
+    import gradio as gr
+
+    def show(index: int | None) -> Any:
+        updates = [gr.update(visible=(index or 0) == i + 1) for i in range(count)]
+        return updates if count > 1 else updates[0]  # Gradio takes a one-output return value as is
+
+    return show
+
+
 def _arg_info(component: Any) -> dict[str, Any]:
     info: dict[str, Any] = {"label": getattr(component, "label", None) or ""}
     for name in ("value", "minimum", "maximum", "step"):
@@ -290,7 +302,7 @@ def _arg_info(component: Any) -> dict[str, Any]:
     return info
 
 
-class RequestScripts(ScriptHooks):
+class RequestScripts(GenerationCallbacks, ScriptHooks):
     """Hooks of one job. Looks like A1111's ScriptRunner to scripts reading `p.scripts`."""
 
     def __init__(
@@ -422,7 +434,7 @@ class RequestScripts(ScriptHooks):
         self._each("postprocess", p, self._wrap(processed))
 
 
-class ScriptRunner(ScriptHooks):
+class ScriptRunner(GenerationCallbacks, ScriptHooks):
     """Engine-facing: turns request script arguments into the `ScriptHooks` of one job."""
 
     def __init__(
@@ -445,7 +457,7 @@ class ScriptRunner(ScriptHooks):
             raise ValueError(f"unknown tab {tab!r}; expected one of {sorted(self.tabs)}") from None
 
     def _hooks(self, tab: TabScripts, args: list[Any], selected: Script | None, is_api: bool) -> RequestScripts:
-        return RequestScripts(
+        hooks = RequestScripts(
             tab,
             args,
             selected,
@@ -454,6 +466,8 @@ class ScriptRunner(ScriptHooks):
             wrap_processed=self._wrap,
             unwrap_processed=self._unwrap,
         )
+        hooks.callbacks = self.callbacks  # generation_hooks.GenerationCallbacks
+        return hooks
 
     def for_request(
         self,

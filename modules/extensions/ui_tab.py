@@ -1,7 +1,7 @@
 """The Extensions tab (Gradio): Installed, Available, Install from URL, Problems.
 
 `ExtensionsTab` holds the actions as plain methods (testable without a browser);
-`build_extensions_tab(host)` lays them out inside the caller's `gr.Tabs()`. Changes take effect
+`build_extensions_tab(host)` lays them out inside the caller's "Extensions" tab. Changes take effect
 after a restart, as in A1111 ("Apply and restart UI" there). With --listen and without
 --enable-insecure-extension-access the changing buttons are disabled and the reason is shown.
 """
@@ -129,12 +129,13 @@ class ExtensionsTab:
 
 
 def build_extensions_tab(host: ExtensionHost) -> ExtensionsTab:
-    """Create the tab inside the caller's `gr.Tabs()`; returns the actions object."""
+    """Create the tab's content inside the caller's "Extensions" `gr.Tab` (app.py makes the tab,
+    as for every other tab); returns the actions object."""
     import gradio as gr
 
     tab = ExtensionsTab(host)
     allowed = host.access.allowed
-    with gr.Tab("Extensions", id="extensions", elem_id="tab_extensions"), gr.Tabs(elem_id="tabs_extensions"):
+    with gr.Tabs(elem_id="tabs_extensions"):
         if not allowed:
             gr.HTML(f"<p class='warning'>{_esc(host.access.reason)}</p>", elem_id="extensions_disabled_reason")
         with gr.Tab("Installed", id="extensions_installed"):

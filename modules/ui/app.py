@@ -12,6 +12,7 @@ import html
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,7 +81,7 @@ def create_ui(
 
     `extension_host` (modules.extensions.host.ExtensionHost) adds the Extensions tab."""
     paths = services.paths
-    ctx = UiContext(services, UiConfig.load(paths.ui_config_file))
+    ctx = UiContext(services, UiConfig.load(paths.ui_config_file), extension_host=extension_host)
     ctx.networks = catalogue_for(ctx)
     counter = TokenCounter(paths.cache_dir / "tokenizers")
     settings = ctx.settings
@@ -116,7 +117,8 @@ def create_ui(
                     if label == "Settings":
                         setting_components.update(build_settings(ctx, json_box, reload_ui, skip=list(quick)).components)
                     else:
-                        builders[label][1]()
+                        with _building_tab(extension_host, tab_id):  # component callbacks, A1111 elem_ids
+                            builders[label][1]()
         wire_send_to(ctx)
         wire_card_actions(ctx, quick)
         if pnginfo_parts:
@@ -125,6 +127,13 @@ def create_ui(
         _show_current_settings(demo, ctx, setting_components, json_box)
     ctx.ui_config.save_if_changed()
     return demo
+
+
+def _building_tab(extension_host: Any, tab_id: str) -> AbstractContextManager[Any]:
+    """on_before/after_component (and the tab's Script.before/after_component) while a tab is built."""
+    if extension_host is None:
+        return nullcontext()
+    return extension_host.building_tab(tab_id if tab_id in ("txt2img", "img2img") else None)  # type: ignore[no-any-return]
 
 
 def _show_current_settings(demo: gr.Blocks, ctx: UiContext, components: dict[str, Any], json_box: Any) -> None:

@@ -31,6 +31,7 @@ class SendTargets:
     img2img_mode_tabs: Any = None  # gr.Tabs of img2img's sub-tabs
     img2img_mode: Any = None  # hidden component holding the selected sub-tab's index
     main_tabs: Any = None  # the top-level gr.Tabs
+    scripts: dict[str, Any] = field(default_factory=dict)  # tab -> modules.ui.scripts_ui.ScriptsUi
     extra_networks: dict[str, Any] = field(default_factory=dict)  # tab -> ExtraNetworksPanel
 
 
@@ -43,6 +44,7 @@ class UiContext:
     targets: SendTargets = field(default_factory=SendTargets)
     output_panels: list[Any] = field(default_factory=list)
     networks: Any = None  # NetworkCatalogue for the extra networks panels
+    extension_host: Any = None  # modules.extensions.host.ExtensionHost (None: UI built without scripts)
 
     @property
     def settings(self) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from modules.core.jobs import JobControl
+from modules.generation.hooks import ScriptHooks
 from modules.generation.image_io import read_info_from_image
 from modules.generation.processing import GenerationResult
 from modules.generation.requests import INPAINTING_FILL_NAMES, RESIZE_MODE_NAMES, Img2ImgRequest
@@ -20,8 +21,9 @@ from modules.ui.common import Fields, UiContext
 from modules.ui.extra_networks import build_extra_networks
 from modules.ui.outputs import output_panel
 from modules.ui.paste import infotext_to_ui_values
+from modules.ui.scripts_ui import build_scripts_ui
 from modules.ui.toprow import TokenCounter, build_toprow, wire_interrupt_skip
-from modules.ui.wiring import wire_generate, wire_paste
+from modules.ui.wiring import JobFactory, wire_generate, wire_paste
 
 MODES = ("img2img", "sketch", "inpaint", "inpaint_sketch", "inpaint_upload", "batch")
 MODE_LABELS = ("img2img", "Sketch", "Inpaint", "Inpaint sketch", "Inpaint upload", "Batch")
@@ -239,7 +241,9 @@ def build_img2img(ctx: UiContext, counter: TokenCounter) -> Fields:
             )
             seed_fields, reuse = params.seed_controls("img2img")
             fields.update(seed_fields)
+            fields.update(params.refiner_controls(ctx, "img2img"))
             override = params.override_settings_dropdown("img2img")
+            scripts = build_scripts_ui(ctx, "img2img")
         with gr.Column(scale=1, min_width=300):
             panel = output_panel(ctx, "img2img")
     for index, tab in enumerate(editors["tab_list"]):
@@ -264,8 +268,8 @@ def build_img2img(ctx: UiContext, counter: TokenCounter) -> Fields:
     extra_inputs = [mode, scale_mode, scale_by, *(editors[n] for n in extra_names)]
     params.wire_reuse_seed(reuse, fields, panel.generation_info, panel.selected)
     wire_interrupt_skip(ctx, toprow, panel.task_id)
-    wire_generate(ctx, toprow, fields, override, panel, _job_factory(ctx, extra_names), extra_inputs)
-    wire_paste(ctx, "img2img", toprow, fields, override)
+    wire_generate(ctx, toprow, fields, override, panel, _job_factory(ctx, extra_names), extra_inputs, scripts)
+    wire_paste(ctx, "img2img", toprow, fields, override, scripts)
     targets = ctx.targets
     targets.fields["img2img"] = fields
     targets.override_settings["img2img"] = override
@@ -282,17 +286,17 @@ def _scaled_size(image: Image.Image, scale: float) -> tuple[int, int]:
     return max(8, w - w % 8), max(8, h - h % 8)
 
 
-def _job_factory(
-    ctx: UiContext, extra_names: list[str]
-) -> Callable[[dict[str, Any], Sequence[Any], str | None], Callable[[JobControl], Any]]:
+def _job_factory(ctx: UiContext, extra_names: list[str]) -> JobFactory:
     generation = ctx.services.generation
 
-    def make(data: dict[str, Any], extra: Sequence[Any], user: str | None) -> Callable[[JobControl], Any]:
+    def make(
+        data: dict[str, Any], extra: Sequence[Any], user: str | None, hooks: ScriptHooks | None
+    ) -> Callable[[JobControl], Any]:
         mode_index, scale_mode, scale_by, *rest = extra
         values = dict(zip(extra_names, rest, strict=True))
         mode = MODES[int(mode_index or 0)]
         if mode == "batch":
-            return _batch_job(ctx, data, values, user)
+            return _batch_job(ctx, data, values, user, hooks)
         init = init_from_mode(mode, values)
         image = _flatten(init.image)
         if int(scale_mode or 0) == 1:
@@ -312,7 +316,9 @@ def _job_factory(
             }
         request = Img2ImgRequest(**data, save_images=True)
         mask = init.mask.convert("L") if init.mask is not None else None
-        return lambda control: generation.img2img(request, control, user=user, init_images=[image], mask=mask)
+        return lambda control: generation.img2img(
+            request, control, user=user, init_images=[image], mask=mask, hooks=hooks
+        )
 
     return make
 
@@ -325,7 +331,7 @@ def _image_files(folder: str) -> list[Path]:
 
 
 def _batch_job(
-    ctx: UiContext, data: dict[str, Any], values: dict[str, Any], user: str | None
+    ctx: UiContext, data: dict[str, Any], values: dict[str, Any], user: str | None, hooks: ScriptHooks | None
 ) -> Callable[[JobControl], Any]:
     """A1111's img2img batch: every image of a folder (with its mask from the mask folder)."""
     if ctx.services.args.hide_ui_dir_config:
@@ -350,7 +356,9 @@ def _batch_job(
                 fields.update(_png_info_fields(ctx, path, values, data))
             mask = _batch_mask(mask_dir, path)
             request = Img2ImgRequest(**fields, save_images=True)
-            result = generation.img2img(request, control, user=user, init_images=[_flatten(image)], mask=mask)
+            result = generation.img2img(
+                request, control, user=user, init_images=[_flatten(image)], mask=mask, hooks=hooks
+            )
             if merged is None:
                 merged = result
             else:

@@ -166,6 +166,52 @@ def hires_controls(ctx: UiContext) -> Fields:
     return f
 
 
+REFINER_NONE = "None"
+
+
+def checkpoint_titles(ctx: UiContext) -> list[str]:
+    return [c.title for c in ctx.services.models.list_checkpoints()]
+
+
+def refiner_controls(ctx: UiContext, tab: str) -> Fields:
+    """A1111 1.6+'s Refiner accordion (its built-in Refiner script): checkbox <tab>_enable-checkbox
+    turns it on; "Switch at" is the fraction of the steps after which the second model samples."""
+    f: Fields = {}
+    with gr.Accordion("Refiner", open=False, elem_id=f"{tab}_enable", elem_classes=["input-accordion"]) as accordion:
+        enable = gr.Checkbox(False, label="Refiner", elem_id=f"{tab}_enable-checkbox")
+        f["refiner_enable"] = enable
+        with gr.Row():
+            f["refiner_checkpoint"] = gr.Dropdown(
+                [REFINER_NONE, *checkpoint_titles(ctx)],
+                value=REFINER_NONE,
+                label="Checkpoint",
+                elem_id=f"{tab}_checkpoint",
+                allow_custom_value=True,  # a pasted name the list does not hold yet
+                scale=4,
+            )
+            refresh = tool_button("🔄", f"{tab}_checkpoint_refresh")
+            f["refiner_switch_at"] = gr.Slider(
+                0.01, 1.0, value=0.8, step=0.01, label="Switch at", elem_id=f"{tab}_switch_at", scale=4
+            )
+
+    def refreshed() -> Any:
+        ctx.services.models.refresh()
+        return gr.update(choices=[REFINER_NONE, *checkpoint_titles(ctx)])
+
+    refresh.click(refreshed, outputs=[f["refiner_checkpoint"]], queue=False)
+    # A1111's InputAccordion: turning it on (e.g. by pasting an infotext with a refiner) opens it
+    enable.change(lambda on: gr.update(open=True) if on else gr.update(), inputs=[enable], outputs=[accordion])
+    return f
+
+
+def refiner_request_values(data: dict[str, Any]) -> None:
+    """UI values -> request fields: no refiner unless enabled with a checkpoint chosen (A1111's setup)."""
+    enabled = bool(data.pop("refiner_enable", False))
+    if not enabled or data.get("refiner_checkpoint") in (None, "", REFINER_NONE):
+        data.pop("refiner_checkpoint", None)
+        data.pop("refiner_switch_at", None)
+
+
 def override_settings_dropdown(tab: str) -> gr.Dropdown:
     """A1111's "Override settings": filled from pasted infotext, applied to the next job only."""
     return gr.Dropdown(

@@ -7,7 +7,7 @@ component updates.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ class PastedValues:
     fields: dict[str, Any] = field(default_factory=dict)
     override_entries: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)  # the parsed infotext (for scripts' paste fields)
 
 
 def parse_infotext(text: str, settings: Mapping[str, Any], styles: StyleDatabase | None) -> dict[str, Any]:
@@ -63,9 +64,13 @@ def infotext_to_ui_values(
     settings: Mapping[str, Any],
     styles: StyleDatabase | None = None,
     accepted_fields: Iterable[str] | None = None,
+    on_parsed: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> PastedValues:
-    """Values a pasted infotext gives the components of `tab` (only `accepted_fields` when given)."""
+    """Values a pasted infotext gives the components of `tab` (only `accepted_fields` when given).
+    `on_parsed(text, params)` may change the parsed params first (A1111's on_infotext_pasted)."""
     params = parse_infotext(text, settings, styles)
+    if on_parsed is not None:
+        on_parsed(text, params)
     found = infotext_to_request_fields(
         params,
         registry,
@@ -79,7 +84,7 @@ def infotext_to_ui_values(
         wanted = set(accepted_fields)
         fields = {k: v for k, v in fields.items() if k in wanted}
     entries = [f"{registry[key].infotext}: {value}" for key, value in found.override_settings.items()]
-    return PastedValues(fields, entries, dict(found.skipped))
+    return PastedValues(fields, entries, dict(found.skipped), params)
 
 
 def override_settings_from_entries(entries: Iterable[str], registry: OptionsRegistry) -> dict[str, Any]:
@@ -99,3 +104,14 @@ def looks_like_infotext(text: str) -> bool:
     """True for text whose last line is an infotext parameters line (Steps: .., Sampler: .., ...)."""
     last = text.strip().split("\n")[-1]
     return "Steps:" in last and last.count(":") >= 3
+
+
+def with_refiner_toggle(fields: Mapping[str, Any], title_of: Callable[[str], str | None]) -> dict[str, Any]:
+    """A1111's Refiner accordion on paste: enabled exactly when the infotext names a refiner, whose
+    short title ("name [hash]") becomes the dropdown's checkpoint title when one matches."""
+    out = dict(fields)
+    name = out.get("refiner_checkpoint")
+    out["refiner_enable"] = bool(name)
+    if name:
+        out["refiner_checkpoint"] = title_of(str(name)) or str(name)
+    return out

@@ -11,7 +11,7 @@ from PIL import Image
 
 from modules.generation.image_io import read_info_from_image
 from modules.ui.common import UiContext
-from modules.ui.wiring import paste_updates
+from modules.ui.wiring import paste_updates, script_outputs
 
 
 def pnginfo_html(image: Image.Image | None) -> tuple[str, str]:
@@ -66,7 +66,9 @@ def wire_pnginfo_send(ctx: UiContext, parts: dict[str, Any]) -> None:
         fields = targets.fields.get(tab, {}) if tab in ("txt2img", "img2img") else {}
         override = targets.override_settings.get(tab)
         image_target = targets.images.get(target)
-        outputs: list[Component] = [targets.main_tabs, *fields.values()]
+        scripts = targets.scripts.get(tab)  # scripts' infotext_fields paste too (A1111)
+        extras = scripts.paste_fields if scripts is not None else []
+        outputs: list[Component] = [targets.main_tabs, *fields.values(), *script_outputs(fields, extras)]
         if override is not None:
             outputs.append(override)
         if image_target is not None:
@@ -82,10 +84,11 @@ def wire_pnginfo_send(ctx: UiContext, parts: dict[str, Any]) -> None:
             _fields: Any = fields,
             _override: Any = override,
             _image: Any = image_target,
+            _extras: Any = extras,
         ) -> dict[Component, Any]:
             updates: dict[Component, Any] = {targets.main_tabs: gr.Tabs(selected=_tab)}
             if text and _override is not None and _tab in ("txt2img", "img2img"):
-                updates.update(paste_updates(ctx, _tab, _fields, _override, text))  # type: ignore[arg-type]
+                updates.update(paste_updates(ctx, _tab, _fields, _override, text, _extras))  # type: ignore[arg-type]
             if _image is not None and picture is not None:
                 rgb = picture.convert("RGB")
                 updates[_image] = {"background": rgb, "layers": [], "composite": rgb} if _target == "inpaint" else rgb

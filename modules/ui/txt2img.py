@@ -8,13 +8,15 @@ from typing import Any
 import gradio as gr
 
 from modules.core.jobs import JobControl
+from modules.generation.hooks import ScriptHooks
 from modules.generation.requests import Txt2ImgRequest
 from modules.ui import params
 from modules.ui.common import Fields, UiContext
 from modules.ui.extra_networks import build_extra_networks
 from modules.ui.outputs import output_panel
+from modules.ui.scripts_ui import build_scripts_ui
 from modules.ui.toprow import TokenCounter, build_toprow, wire_interrupt_skip
-from modules.ui.wiring import wire_generate, wire_paste
+from modules.ui.wiring import JobFactory, wire_generate, wire_paste
 
 
 def build_txt2img(ctx: UiContext, counter: TokenCounter) -> Fields:
@@ -31,8 +33,10 @@ def build_txt2img(ctx: UiContext, counter: TokenCounter) -> Fields:
             seed_fields, reuse = params.seed_controls("txt2img")
             fields.update(seed_fields)
             fields.update(params.hires_controls(ctx))
+            fields.update(params.refiner_controls(ctx, "txt2img"))
             fields["tiling"] = gr.Checkbox(False, label="Tiling", elem_id="txt2img_tiling")
             override = params.override_settings_dropdown("txt2img")
+            scripts = build_scripts_ui(ctx, "txt2img")
         with gr.Column(scale=1, min_width=300):
             panel = output_panel(ctx, "txt2img")
     fields["prompt"] = toprow.prompt
@@ -40,19 +44,21 @@ def build_txt2img(ctx: UiContext, counter: TokenCounter) -> Fields:
     fields["styles"] = toprow.styles
     params.wire_reuse_seed(reuse, fields, panel.generation_info, panel.selected)
     wire_interrupt_skip(ctx, toprow, panel.task_id)
-    wire_generate(ctx, toprow, fields, override, panel, _job_factory(ctx))
-    wire_paste(ctx, "txt2img", toprow, fields, override)
+    wire_generate(ctx, toprow, fields, override, panel, _job_factory(ctx), scripts=scripts)
+    wire_paste(ctx, "txt2img", toprow, fields, override, scripts)
     ctx.targets.fields["txt2img"] = fields
     ctx.targets.override_settings["txt2img"] = override
     ctx.ui_config.register_all("txt2img", list(fields.values()))
     return fields
 
 
-def _job_factory(ctx: UiContext) -> Callable[[dict[str, Any], Sequence[Any], str | None], Callable[[JobControl], Any]]:
+def _job_factory(ctx: UiContext) -> JobFactory:
     generation = ctx.services.generation
 
-    def make(data: dict[str, Any], _extra: Sequence[Any], user: str | None) -> Callable[[JobControl], Any]:
+    def make(
+        data: dict[str, Any], _extra: Sequence[Any], user: str | None, hooks: ScriptHooks | None
+    ) -> Callable[[JobControl], Any]:
         request = Txt2ImgRequest(**data, save_images=True)
-        return lambda control: generation.txt2img(request, control, user=user)
+        return lambda control: generation.txt2img(request, control, user=user, hooks=hooks)
 
     return make

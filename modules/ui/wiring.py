@@ -13,16 +13,20 @@ from PIL import Image
 
 from modules.core.jobs import JobControl
 from modules.core.options import OptionError
+from modules.generation.hooks import ScriptHooks
 from modules.generation.infotext_fields import Tab
+from modules.models.errors import ModelError
 from modules.ui.common import Fields, UiContext, bind_values, error_html, updates_for, user_of
 from modules.ui.outputs import OutputPanel, gallery_paths, selected_infotext, stream_job
-from modules.ui.paste import infotext_to_ui_values, override_settings_from_entries
+from modules.ui.params import refiner_request_values
+from modules.ui.paste import infotext_to_ui_values, override_settings_from_entries, with_refiner_toggle
+from modules.ui.scripts_ui import ScriptPasteField, ScriptsUi, paste_script_updates, unique_components
 from modules.ui.toprow import Toprow
 
 log = logging.getLogger(__name__)
 
-# (values by field name, extra input values, user) -> the job function to queue
-JobFactory = Callable[[dict[str, Any], Sequence[Any], str | None], Callable[[JobControl], Any]]
+# (values by field name, extra input values, user, script hooks or None) -> the job function to queue
+JobFactory = Callable[[dict[str, Any], Sequence[Any], str | None, ScriptHooks | None], Callable[[JobControl], Any]]
 
 
 def wire_generate(
@@ -33,25 +37,32 @@ def wire_generate(
     panel: OutputPanel,
     make_job: JobFactory,
     extra_inputs: Sequence[Component] = (),
+    scripts: ScriptsUi | None = None,
 ) -> None:
-    """Generate: component values -> request (by field name) -> queued job -> streamed results."""
+    """Generate: component values -> request (by field name) + the scripts' hooks for the values
+    their controls show -> queued job -> streamed results."""
     names = list(fields)
     n_extra = len(extra_inputs)
+    script_inputs = list(scripts.inputs) if scripts is not None else []
+    n_head = n_extra + len(script_inputs)
     kind = toprow.tab
 
     def run(request: gr.Request, *values: Any) -> Iterator[dict[Component, Any]]:
-        extra, overrides, field_values = values[:n_extra], values[n_extra], values[n_extra + 1 :]
+        extra, script_values = values[:n_extra], values[n_extra:n_head]
+        overrides, field_values = values[n_head], values[n_head + 1 :]
         data = bind_values(names, field_values)
+        refiner_request_values(data)
         try:
             entries = override_settings_from_entries(overrides or [], ctx.services.registry)
             data["override_settings"] = entries or None
-            job_fn = make_job(data, extra, user_of(request))
+            hooks = scripts.hooks(script_values) if scripts is not None else None
+            job_fn = make_job(data, extra, user_of(request), hooks)
         except (ValueError, OptionError) as exc:  # pydantic ValidationError is a ValueError
             yield {panel.html_info: error_html(str(exc)), panel.progress: ""}
             return
         yield from stream_job(ctx, panel, kind, job_fn, user_of(request))
 
-    inputs = [*extra_inputs, override, *(fields[n] for n in names)]
+    inputs = [*extra_inputs, *script_inputs, override, *(fields[n] for n in names)]
     toprow.generate.click(
         run,
         inputs=inputs,
@@ -62,10 +73,14 @@ def wire_generate(
     )
 
 
-def wire_paste(ctx: UiContext, tab: Tab, toprow: Toprow, fields: Fields, override: gr.Dropdown) -> None:
-    """↙: fill the tab from the infotext in the prompt box (or params.txt when the box is empty)."""
+def wire_paste(
+    ctx: UiContext, tab: Tab, toprow: Toprow, fields: Fields, override: gr.Dropdown, scripts: ScriptsUi | None = None
+) -> None:
+    """↙: fill the tab (scripts' fields too) from the infotext in the prompt box (or params.txt
+    when the box is empty)."""
     names = list(fields)
-    outputs = [*(fields[n] for n in names), override]
+    extras = scripts.paste_fields if scripts is not None else []
+    outputs = [*(fields[n] for n in names), override, *script_outputs(fields, extras)]
 
     def paste(prompt: str) -> dict[Component, Any]:
         text = prompt or ""
@@ -74,12 +89,28 @@ def wire_paste(ctx: UiContext, tab: Tab, toprow: Toprow, fields: Fields, overrid
             text = params_file.read_text(encoding="utf8") if params_file.is_file() else ""
         if not text.strip():
             return {}
-        return paste_updates(ctx, tab, fields, override, text)
+        return paste_updates(ctx, tab, fields, override, text, extras)
 
     toprow.paste.click(paste, inputs=[toprow.prompt], outputs=outputs, show_progress="hidden")
 
 
-def paste_updates(ctx: UiContext, tab: Tab, fields: Fields, override: gr.Dropdown, text: str) -> dict[Component, Any]:
+def script_outputs(fields: Fields, extras: Sequence[ScriptPasteField]) -> list[Component]:
+    """Script components a paste writes, each once and not already among the tab's fields."""
+    taken = {id(c) for c in fields.values()}
+    return [c for c in unique_components(extras) if id(c) not in taken]
+
+
+def paste_updates(
+    ctx: UiContext,
+    tab: Tab,
+    fields: Fields,
+    override: gr.Dropdown,
+    text: str,
+    extras: Sequence[ScriptPasteField] = (),
+) -> dict[Component, Any]:
+    """Updates for the tab's fields (by request name), "Override settings" and the scripts' paste
+    fields in `extras` (on_infotext_pasted callbacks see the parsed params first, as in A1111)."""
+    host = ctx.extension_host
     pasted = infotext_to_ui_values(
         text,
         tab=tab,
@@ -87,12 +118,26 @@ def paste_updates(ctx: UiContext, tab: Tab, fields: Fields, override: gr.Dropdow
         settings=ctx.settings,
         styles=ctx.services.generation.styles,
         accepted_fields=fields,
+        on_parsed=host.callbacks.infotext_pasted if host is not None else None,
     )
-    updates: dict[Component, Any] = updates_for(fields, pasted.fields)
+    values = pasted.fields
+    if "refiner_enable" in fields:
+        values = with_refiner_toggle(values, lambda name: _checkpoint_title(ctx, name))
+    updates: dict[Component, Any] = updates_for(fields, values)
     updates[override] = gr.update(
         choices=pasted.override_entries, value=pasted.override_entries, visible=bool(pasted.override_entries)
     )
+    if extras:
+        script_updates = paste_script_updates(extras, pasted.params, host.problems if host is not None else None)
+        updates.update({c: v for c, v in script_updates.items() if c not in updates})
     return updates
+
+
+def _checkpoint_title(ctx: UiContext, name: str) -> str | None:
+    try:
+        return str(ctx.services.models.find_checkpoint(name).title)
+    except ModelError:  # unknown or unreadable: the dropdown shows the pasted name as written
+        return None
 
 
 def wire_send_to(ctx: UiContext) -> None:
@@ -148,6 +193,9 @@ def _wire_send_image(ctx: UiContext, panel: OutputPanel, button: gr.Button, targ
     outputs += [fields[n] for n in names]
     if override is not None and names:
         outputs.append(override)
+    scripts: ScriptsUi | None = targets.scripts.get("img2img") if names else None
+    extras = scripts.send_fields() if scripts is not None else []  # A1111: the scripts' paste_field_names
+    outputs += script_outputs(fields, extras)
 
     def send(gallery: Any, index: float | None, info: str) -> dict[Component, Any]:
         image, text = selected_image(gallery, index, info)
@@ -158,7 +206,7 @@ def _wire_send_image(ctx: UiContext, panel: OutputPanel, button: gr.Button, targ
         if targets.img2img_mode is not None and target in ("img2img", "inpaint"):
             updates[targets.img2img_mode] = 0 if target == "img2img" else 2
         if text and names and override is not None:
-            updates.update(paste_updates(ctx, "img2img", {n: fields[n] for n in names}, override, text))
+            updates.update(paste_updates(ctx, "img2img", {n: fields[n] for n in names}, override, text, extras))
         return updates
 
     button.click(send, inputs=[panel.gallery, panel.selected, panel.generation_info], outputs=outputs)

@@ -9,7 +9,7 @@ class ToyRun(scripts.Script):
         return "Toy run"
 
     def ui(self, is_img2img):
-        return [gr.Textbox("default label", label="Label")]
+        return [gr.Textbox("default label", label="Label", elem_id=self.elem_id("label"))]
 
     def run(self, p, label):
         p.extra_generation_params["Toy run"] = label
