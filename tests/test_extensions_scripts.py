@@ -96,6 +96,13 @@ def test_selectable_script_run_replaces_process_images(host: ExtensionHost, env:
     assert len(result.images) == 1
 
 
+def test_short_script_args_keep_the_scripts_defaults(host: ExtensionHost, env: GenEnv) -> None:
+    result = _txt2img(env, script_name="toy run", script_args=[])
+    assert "Toy run: default label" in result.infotexts[0]
+    hooks = host.runner.for_request("txt2img", "toy run", [], {})
+    assert len(hooks.args) == len(host.runner.tab("txt2img").default_args())  # type: ignore[attr-defined]
+
+
 def test_unknown_script_names_are_clear_errors(host: ExtensionHost, env: GenEnv) -> None:
     with pytest.raises(ScriptNotFound, match="Script 'nope' not found"):
         _txt2img(env, script_name="nope")

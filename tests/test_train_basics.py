@@ -456,3 +456,11 @@ def test_service_reads_the_templates_flag_and_unpickle_flag(tmp_path: Path) -> N
     assert training.template_names() == ["mine.txt"]
     default = build_training_service(SimpleNamespace(**{**vars(services), "args": argparse.Namespace()}))  # type: ignore[arg-type]
     assert default.ctx.templates_dir == DEFAULT_TEMPLATES_DIR and default.ctx.safe_unpickle is True
+
+
+@pytest.mark.parametrize("sizes", [[{"a": 1}], [None], ["big"], [[768]]])
+def test_hypernetwork_sizes_of_the_wrong_type_are_validation_errors(sizes: list[object]) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        CreateHypernetworkRequest.model_validate({"name": "x", "enable_sizes": sizes})

@@ -356,3 +356,28 @@ def test_ui_config_defaults_reach_script_controls_and_api_defaults(built: BuiltU
     finally:
         config_file.write_text(json.dumps(stored))
         create_ui(built.services, extension_host=built.host)
+
+
+def test_paste_points_lora_tags_at_the_local_file_with_the_same_hash(built: BuiltUi) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    folder = built.services.paths.lora_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "my-local-copy.safetensors"
+    save_file({"lora_unet_x.lora_down.weight": torch.ones(2, 4), "lora_unet_x.lora_up.weight": torch.ones(4, 2)}, path)
+    catalogue = built.services.generation.networks.catalogue  # type: ignore[union-attr]
+    try:
+        catalogue.refresh()
+        info = catalogue.find_lora("my-local-copy")
+        assert info is not None
+        shorthash = catalogue.lora_shorthash(info)  # hashed once, as after a first use
+        text = (
+            "a cat <lora:downloaded_name:0.8> <lora:unknown:1>\n"
+            f'Steps: 9, Seed: 3, Size: 64x64, Lora hashes: "downloaded_name: {shorthash}, unknown: 000000000000"'
+        )
+        values = _paste(built.demo, "txt2img", text)
+        assert values["txt2img_prompt"] == "a cat <lora:my-local-copy:0.8> <lora:unknown:1>"
+    finally:
+        path.unlink()
+        catalogue.refresh()

@@ -43,6 +43,10 @@ class ScriptRunError(RuntimeError):
     """The chosen dropdown script failed; the message names it and its extension."""
 
 
+class ScriptInputError(ScriptRunError, ValueError):
+    """The chosen script refused its arguments (it raised ValueError): the API answers 400, not 500."""
+
+
 @contextmanager
 def job_context(p: Any, control: JobControl | None) -> Iterator[None]:
     tokens = (CURRENT_P.set(p), CURRENT_CONTROL.set(control) if control is not None else None)
@@ -216,8 +220,9 @@ class TabScripts:
             selected = next((s for s in self.selectable_scripts if s.name == script_name.lower()), None)
             if selected is None:
                 raise ScriptNotFound(f"Script '{script_name}' not found for {self.tab}")
-            start = selected.args_from or 0
-            args[start : selected.args_to or start] = list(script_args)
+            start, end = selected.args_from or 0, selected.args_to or 0
+            for offset, value in enumerate(list(script_args)[: end - start]):
+                args[start + offset] = value  # a short list keeps the defaults, never shifts other scripts
             args[0] = self.selectable_scripts.index(selected) + 1
         for title, values in alwayson.items():
             script = self.script(title)
@@ -379,7 +384,8 @@ class RequestScripts(GenerationCallbacks, ScriptHooks):
                 processed = script.run(p, *self._slice(p, script))
             except Exception as exc:
                 problem = self.tab.problems.report(self.tab.extension(script), f"run ({_safe_title(script)})", exc)
-                raise ScriptRunError(f"Script '{_safe_title(script)}' failed: {problem.error}") from exc
+                error = ScriptInputError if isinstance(exc, ValueError) else ScriptRunError
+                raise error(f"Script '{_safe_title(script)}' failed: {problem.error}") from exc
         return None if processed is None else self._unwrap(processed)
 
     def before_process(self, p: Any) -> None:

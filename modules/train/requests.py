@@ -71,10 +71,8 @@ class CreateHypernetworkRequest(BaseModel):
     @field_validator("enable_sizes", mode="before")
     @classmethod
     def _sizes(cls, value: Any) -> Any:
-        if isinstance(value, str):
+        if isinstance(value, str):  # "768, 320" as the UI's text box gives it; pydantic checks each item
             value = [v for v in value.replace(",", " ").split() if v]
-        if isinstance(value, list | tuple):
-            return [int(v) for v in value]
         return value
 
     @field_validator("enable_sizes")

@@ -16,6 +16,7 @@ from modules.core.options import OptionError
 from modules.generation.hooks import ScriptHooks
 from modules.generation.infotext_fields import Tab
 from modules.models.errors import ModelError
+from modules.networks.infotext import LORA_HASHES
 from modules.ui.common import Fields, UiContext, bind_values, error_html, updates_for, user_of
 from modules.ui.outputs import OutputPanel, gallery_paths, selected_infotext, stream_job
 from modules.ui.params import refiner_request_values
@@ -100,6 +101,22 @@ def script_outputs(fields: Fields, extras: Sequence[ScriptPasteField]) -> list[C
     return [c for c in unique_components(extras) if id(c) not in taken]
 
 
+PROMPT_KEYS = ("Prompt", "Negative prompt", "Hires prompt", "Hires negative prompt")
+
+
+def _on_infotext_pasted(ctx: UiContext, text: str, params: dict[str, Any]) -> None:
+    """A1111's on_infotext_pasted: the built-in Lora step first (each `<lora:NAME:` whose hash is in
+    "Lora hashes" points at the local file with that hash), then the extensions' callbacks."""
+    hashes = params.get(LORA_HASHES)
+    if hashes and ctx.networks is not None:
+        preferred = str(ctx.settings.get("lora_preferred_name") or "Alias from file")
+        for key in PROMPT_KEYS:
+            if isinstance(params.get(key), str):
+                params[key] = ctx.networks.rewrite_tags_by_hash(params[key], str(hashes), preferred_name=preferred)
+    if ctx.extension_host is not None:
+        ctx.extension_host.callbacks.infotext_pasted(text, params)
+
+
 def paste_updates(
     ctx: UiContext,
     tab: Tab,
@@ -118,7 +135,7 @@ def paste_updates(
         settings=ctx.settings,
         styles=ctx.services.generation.styles,
         accepted_fields=fields,
-        on_parsed=host.callbacks.infotext_pasted if host is not None else None,
+        on_parsed=lambda text, params: _on_infotext_pasted(ctx, text, params),
     )
     values = pasted.fields
     if "refiner_enable" in fields:
