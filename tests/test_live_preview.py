@@ -67,3 +67,24 @@ def test_no_preview_when_period_is_off(env: GenEnv, every: int) -> None:
     )
     env.service.txt2img(request, control)
     assert control.preview is None
+
+
+def test_taesd_final_decode_names_itself_or_falls_back_with_a_note(env: GenEnv) -> None:
+    settings = {"sd_model_checkpoint": SD1, "sd_vae_decode_method": "TAESD"}
+    full = env.txt2img(prompt="a red circle", seed=3, steps=2)
+    missing = env.txt2img(prompt="a red circle", seed=3, steps=2, override_settings=settings)
+    assert np.array_equal(np.asarray(missing.images[0]), np.asarray(full.images[0]))
+    assert "VAE Decoder" not in missing.infotexts[0]
+    assert "decoded with the full VAE" in missing.p.comments["vae_decoder"]
+    target = env.service.paths.vae_approx_dir / "taesd_decoder.safetensors"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        torch.manual_seed(1)
+        decoder = taesd_decoder()
+        save_file({k: v.contiguous() for k, v in decoder.state_dict().items()}, str(target))
+        fast = env.txt2img(prompt="a red circle", seed=3, steps=2, override_settings=settings)
+    finally:
+        target.unlink(missing_ok=True)
+    assert fast.infotexts[0].count("VAE Decoder: TAESD") == 1
+    assert fast.images[0].size == (64, 64)
+    assert np.abs(np.asarray(fast.images[0], dtype=np.int16) - np.asarray(full.images[0], dtype=np.int16)).mean() > 5

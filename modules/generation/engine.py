@@ -327,12 +327,27 @@ class GenerationService:
                 latents = txt2img_batch(p, model, control, n, preview_every, self.models, networks)
         post_sample = PostSampleArgs(latents)
         hooks.post_sample(p, post_sample)
-        with torch.inference_mode():
-            pixels = decode(model.vae, post_sample.samples)
+        pixels = self._decode(p, model, post_sample.samples)
         hooks.postprocess_batch(p, pixels, batch_number=n)
         batch_list = PostprocessBatchListArgs(tensor_to_pil(pixels))
         hooks.postprocess_batch_list(p, batch_list, batch_number=n)
         return batch_list.images
+
+    def _decode(self, p: Processing, model: LoadedModel, latents: torch.Tensor) -> torch.Tensor:
+        """Latents -> pixels [-1, 1] with the model's VAE, or TAESD ("VAE type for decode")."""
+        if p.opts["sd_vae_decode_method"] == "TAESD":
+            device = next(model.vae.parameters()).device
+            taesd = self.speed_cache.taesd.decoder(self.paths.vae_approx_dir, model.is_sdxl, device)
+            if taesd is not None:
+                p.extra_generation_params["VAE Decoder"] = "TAESD"
+                with torch.inference_mode():
+                    param = next(taesd.parameters())
+                    return taesd(latents.to(param.device, param.dtype)).float().clamp(0, 1).cpu() * 2 - 1
+            p.comments["vae_decoder"] = (
+                f"TAESD decoder not found in {self.paths.vae_approx_dir}: decoded with the full VAE"
+            )
+        with torch.inference_mode():
+            return decode(model.vae, latents)
 
     def _finish_image(
         self, p: Processing, hooks: ScriptHooks, plan: Img2ImgPlan | None, image: Image.Image, i: int, index: int

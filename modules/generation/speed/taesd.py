@@ -106,6 +106,13 @@ class TaesdDecoders:
         self, vae_approx_dir: Path, is_sdxl: bool, device: torch.device | str = "cpu"
     ) -> Callable[[torch.Tensor], Image.Image] | None:
         """A latent [C, h, w] -> preview function, or None when no decoder file is present."""
+        decoder = self.decoder(vae_approx_dir, is_sdxl, device)
+        if decoder is None:
+            return None
+        return lambda latent: taesd_preview(decoder, latent)
+
+    def decoder(self, vae_approx_dir: Path, is_sdxl: bool, device: torch.device | str = "cpu") -> nn.Module | None:
+        """The decoder (latents [B, C, h, w] -> pixels in [0, 1]), or None when no file is present."""
         path = find_taesd_decoder(vae_approx_dir, is_sdxl)
         if path is None:
             return None
@@ -114,5 +121,4 @@ class TaesdDecoders:
         if cached is None or cached[0] != mtime:
             cached = (mtime, load_taesd_decoder(path).to(device))
             self.loaded[path] = cached
-        decoder = cached[1]
-        return lambda latent: taesd_preview(decoder, latent)
+        return cached[1]
