@@ -8,7 +8,6 @@ from typing import Any
 
 from PIL import Image
 
-from modules.extensions.callbacks import ImageSaveParams
 from modules.extensions.facade import current
 from modules.generation import image_io
 from modules.generation.filename_pattern import FilenameContext
@@ -72,42 +71,40 @@ def save_image(
     suffix: str = "",
     save_to_dirs: bool | None = None,
 ) -> tuple[str, str | None]:
-    """Save like A1111; returns (file, txt file or None). Callbacks see and may change the image
-    and infotext before saving (`params.filename` is the target folder: the name is chosen
-    atomically while saving) and get the final file name after."""
+    """Save like A1111; returns (file, txt file or None). on_before_image_saved callbacks see the
+    planned file and may change the image, the infotext or the file name; on_image_saved gets the
+    final file name."""
     host = current()
     settings = host.services.options.as_dict()
     options = SavingOptions.from_settings(settings, filenames_max_length=host.services.args.filenames_max_length)
-    pnginfo = dict(existing_info or {})
-    if info is not None:
-        pnginfo[pnginfo_section_name] = info
-    params = ImageSaveParams(image, p, str(path), pnginfo)
-    host.callbacks.before_image_saved(params)
     saved = _save_image(
-        params.image,
+        image,
         Path(path),
         basename,
         ctx=_context(p, seed, prompt),
         options=options,
         extension=extension,
-        infotext=params.pnginfo.get(pnginfo_section_name),
+        infotext=info,
         suffix=suffix,
         forced_filename=forced_filename,
         grid=grid,
         short_filename=short_filename,
         no_prompt=no_prompt,
         save_to_dirs=save_to_dirs,
-        existing_pnginfo={k: v for k, v in params.pnginfo.items() if k != pnginfo_section_name},
+        existing_pnginfo=existing_info,
         pnginfo_section_name=pnginfo_section_name,
+        before_save=host.callbacks.before_image_saved,
+        after_save=host.callbacks.image_saved,
+        p=p,
     )
-    params.filename = str(saved.path)
-    host.callbacks.image_saved(params)
     return str(saved.path), str(saved.txt_path) if saved.txt_path else None
 
 
 def image_grid(imgs: list[Image.Image], batch_size: int = 1, rows: int | None = None) -> Image.Image:
-    n_rows = int(current().services.options.get("n_rows"))
-    return _image_grid(imgs, rows, n_rows=n_rows, batch_size=batch_size)
+    """A1111's grid; on_image_grid callbacks may change the images, columns and rows first."""
+    host = current()
+    n_rows = int(host.services.options.get("n_rows"))
+    return _image_grid(imgs, rows, n_rows=n_rows, batch_size=batch_size, on_grid=host.callbacks.image_grid)
 
 
 def resize_image(

@@ -306,8 +306,10 @@ def test_image_saving_facade_runs_callbacks(host: ExtensionHost, tmp_path: Path)
     from modules.generation.image_io import read_info_from_image
 
     seen: list[str] = []
+    planned: list[str] = []
 
     def before(params: script_callbacks.ImageSaveParams) -> None:
+        planned.append(params.filename)
         params.pnginfo["parameters"] += ", Toy: yes"
 
     def after(params: script_callbacks.ImageSaveParams) -> None:
@@ -323,8 +325,42 @@ def test_image_saving_facade_runs_callbacks(host: ExtensionHost, tmp_path: Path)
         script_callbacks.remove_callbacks_for_function(before)
         script_callbacks.remove_callbacks_for_function(after)
     assert seen == [path] and Path(path).is_file() and txt is None
+    assert planned == [path]  # the callback saw the file name the image then got
     with Image.open(path) as saved:
         assert read_info_from_image(saved).parameters == "p\nSteps: 1, Toy: yes"
+
+
+def test_image_saving_facade_honours_a_renamed_file(host: ExtensionHost, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from modules import images, script_callbacks
+
+    def rename(params: script_callbacks.ImageSaveParams) -> None:
+        params.filename = str(tmp_path / "renamed.png")
+
+    script_callbacks.on_before_image_saved(rename)
+    try:
+        path, _ = images.save_image(Image.new("RGB", (8, 8)), str(tmp_path), "", seed=1, prompt="p", info="p")
+    finally:
+        script_callbacks.remove_callbacks_for_function(rename)
+    assert path == str(tmp_path / "renamed.png") and Path(path).is_file()
+
+
+def test_image_grid_facade_runs_on_image_grid(host: ExtensionHost) -> None:
+    from PIL import Image
+
+    from modules import images, script_callbacks
+
+    def one_row(params: script_callbacks.ImageGridLoopParams) -> None:
+        params.cols, params.rows = len(params.imgs), 1
+
+    tiles = [Image.new("RGB", (8, 8)) for _ in range(4)]
+    assert images.image_grid(tiles).size == (16, 16)
+    script_callbacks.on_image_grid(one_row)
+    try:
+        assert images.image_grid(tiles).size == (32, 8)
+    finally:
+        script_callbacks.remove_callbacks_for_function(one_row)
 
 
 def test_callbacks_from_a_file_are_named_after_its_extension(host: ExtensionHost) -> None:

@@ -381,3 +381,19 @@ def test_paste_points_lora_tags_at_the_local_file_with_the_same_hash(built: Buil
     finally:
         path.unlink()
         catalogue.refresh()
+
+
+def test_token_counter_counts_what_before_token_counter_callbacks_leave(built: BuiltUi) -> None:
+    count = _handler(built.demo, "txt2img_prompt", "change")
+    plain = count.fn("a cat", [])
+    assert "2/75" in plain
+
+    def longer(params: Any) -> None:
+        params.prompt += " sitting on a very long and winding road"
+
+    entry = built.host.callbacks.add("before_token_counter", longer, filename=str(FIXTURES / "toy-x.py"))
+    try:
+        assert "10/75" in count.fn("a cat", [])
+    finally:
+        built.host.callbacks.remove_for_function(longer)
+    assert entry.name and "2/75" in count.fn("a cat", [])

@@ -10,6 +10,7 @@ from typing import Any
 import gradio as gr
 
 from modules.core.jobs import JobNotFound
+from modules.extensions.generation_hooks import before_token_counter
 from modules.generation.chunking import PromptChunker, TokenCount
 from modules.generation.prompt_parser import (
     get_learned_conditioning_prompt_schedules,
@@ -162,10 +163,16 @@ def _wire_toprow(
 
     def count(text: str, style_names: list[str] | None, positive: bool) -> str:
         settings = ctx.settings
+        steps = 20  # prompt-editing schedules are counted at A1111's default
+        if ctx.extension_host is not None:  # on_before_token_counter may change what is counted
+            counted = before_token_counter(
+                ctx.extension_host.callbacks, text or "", steps, list(style_names or []), is_positive=positive
+            )
+            text, steps, style_names = counted.prompt, int(counted.steps), list(counted.styles)
         if style_names:
             text = (db.apply_styles_to_prompt if positive else db.apply_negative_styles_to_prompt)(text, style_names)
         return token_counter_html(
-            counter.count(text or "", 20, is_positive=positive, comments=bool(settings["enable_prompt_comments"]))
+            counter.count(text or "", steps, is_positive=positive, comments=bool(settings["enable_prompt_comments"]))
         )
 
     for box, out, positive in (
