@@ -116,12 +116,50 @@ def test_latent_normalisation_is_exact() -> None:
     assert torch.allclose(decoded_after, decoded_before, atol=1e-4)
 
 
+def test_designed_code_carries_the_shape_colour_unmixed() -> None:
+    """Cells the shape covers hold its own colour (not a mix with the background), others the background."""
+    scene = Scene("circle", "pink", "large", "center", "black")
+    code = train.designed_latents(train.images_to_tensor([render(scene, IMAGE_SIZE)]))[0]
+    pink = torch.tensor(COLOURS["pink"], dtype=torch.float32) / 127.5 - 1
+    black = torch.tensor((20, 20, 20), dtype=torch.float32) / 127.5 - 1
+    coverage = (code[3] + 1) / 2
+    assert coverage[3:5, 3:5].min() > 0.95 and coverage[0, 0] == 0.0
+    partly = (coverage > 0.3) & (coverage < 0.9)  # the circle's edge cells
+    assert partly.any()
+    assert torch.allclose(code[:3][:, partly].T, pink.expand(int(partly.sum()), 3), atol=0.05)
+    assert torch.allclose(code[:3, 0, 0], black, atol=0.01)
+
+
+def test_training_captions_mix_full_shape_only_colour_only_and_empty() -> None:
+    rng = random.Random(0)
+    scene = Scene("triangle", "green", "small", "top right", "gray")
+    texts = [train.training_caption(scene, rng) for _ in range(2000)]
+    counts = {
+        "empty": texts.count(""),
+        "colour word only": texts.count("green"),
+        "no colour": sum(t.startswith("a ") and "green" not in t for t in texts),
+        "colour and shape": sum("green triangle" in t for t in texts),
+    }
+    assert 120 < counts["empty"] < 280 and 40 < counts["colour word only"] < 160, counts
+    assert 150 < counts["no colour"] < 400 and counts["colour and shape"] > 1300, counts
+    assert sum(counts.values()) == len(texts)  # nothing else: every other caption names both
+
+
 def test_train_cli_rejects_bad_numbers(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         train.parse_args(["--out", "x", "--unet-steps", "0"])
     assert "--unet-steps and --images must be positive" in capsys.readouterr().err
     settings = train.parse_args(["--out", "x", "--unet-steps", "5", "--threads", "1"])
     assert settings.unet_steps == 5 and settings.threads == 1 and settings.out == Path("x")
+    assert not settings.stop_after_decoder and settings.decoder_steps > 0
+    side = train.parse_args(["--out", "x", "--stop-after-decoder", "--decoder-steps", "7", "--ema-decay", "0.99"])
+    assert side.stop_after_decoder and side.decoder_steps == 7 and side.ema_decay == 0.99
+
+
+def test_unet_loss_weights_the_coverage_channel_up() -> None:
+    weights = train._channel_weights(4)
+    assert torch.isclose(weights.mean(), torch.tensor(1.0))
+    assert torch.isclose(weights[train.COVERAGE_CHANNEL], train.COVERAGE_LOSS_WEIGHT * weights[0])
 
 
 # --- the committed checkpoint -------------------------------------------------------------------
@@ -146,10 +184,17 @@ def test_builtin_checkpoints_of_missing_folder(tmp_path: Path) -> None:
     assert builtin_checkpoints(tmp_path / "absent") == ()
 
 
-# Issue 9 is open: the committed demo weights do not reach the adherence goals yet. These tests keep
-# measuring them on every run (shown as xfail/xpass) so progress is visible; remove the marker once
-# a retrained model passes.
-BELOW_GOAL = pytest.mark.xfail(reason="demo model below the issue-9 adherence goals (open)", strict=False)
+# Issue 9 is open for two of its four criteria: the committed weights (docs/demo-model.md) meet the
+# colour and img2img goals but not these two. The tests keep measuring them on every run (shown as
+# xfail/xpass) so progress is visible; remove a marker once a retrained model passes it.
+SHAPE_BELOW_GOAL = pytest.mark.xfail(
+    reason="demo model: shape right for 44% (goal 70%); the decoder rounds small squares and triangles",
+    strict=False,
+)
+NEGATIVE_BELOW_GOAL = pytest.mark.xfail(
+    reason="demo model: a negative colour word lowers that colour's share by only 5-12% (goal 20%)",
+    strict=False,
+)
 
 
 @pytest.fixture(scope="module")
@@ -185,21 +230,20 @@ def test_same_seed_same_image(demo: DemoEnv) -> None:
 # --- adherence (issue 9 acceptance) ----------------------------------------------------------------
 
 
-@BELOW_GOAL
 def test_colour_follows_the_prompt(demo: DemoEnv) -> None:
     score = colour_adherence(demo, SEED, SEEDS, SAMPLING)
     assert score.total == 8 * SEEDS
     assert score.rate >= 0.85, score.misses
 
 
-@BELOW_GOAL
+@SHAPE_BELOW_GOAL
 def test_shape_follows_the_prompt(demo: DemoEnv) -> None:
     score = shape_adherence(demo, SEED, SEEDS, SAMPLING)
     assert score.total == 3 * SEEDS
     assert score.rate >= 0.70, score.misses
 
 
-@BELOW_GOAL
+@NEGATIVE_BELOW_GOAL
 @pytest.mark.parametrize("colour", ["red", "blue"])
 def test_negative_prompt_lowers_that_colour(demo: DemoEnv, colour: str) -> None:
     effect = negative_prompt_effect(demo, colour, SEED, SEEDS, SAMPLING)
@@ -207,7 +251,6 @@ def test_negative_prompt_lowers_that_colour(demo: DemoEnv, colour: str) -> None:
     assert effect.share_with < 0.8 * effect.share_without, effect
 
 
-@BELOW_GOAL
 @pytest.mark.parametrize("scene", IMG2IMG_SCENES, ids=lambda s: f"{s.colour}-{s.shape}")
 def test_img2img_at_low_denoising_keeps_shape_and_colour(demo: DemoEnv, scene: Scene) -> None:
     check = img2img_keeps(demo, scene, SEED, 0.3, SAMPLING)

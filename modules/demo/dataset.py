@@ -89,14 +89,19 @@ def random_scene(rng: random.Random) -> Scene:
     )
 
 
-def caption(scene: Scene, rng: random.Random | None = None) -> str:
-    """'a large red circle on a white background, top left'; with `rng`, optional parts may be left out."""
+def caption(scene: Scene, rng: random.Random | None = None, colour_rate: float = 1.0) -> str:
+    """'a large red circle on a white background, top left'; with `rng`, optional parts may be left out.
+
+    `colour_rate` < 1 (with `rng`) also leaves the colour out at times ("a circle ..."), so that
+    prompts naming only the shape are ones the model has seen.
+    """
 
     def keep(probability: float) -> bool:
         return rng is None or rng.random() < probability
 
     size = f"{scene.size} " if keep(0.6) else ""
-    text = f"a {size}{scene.colour} {scene.shape}"
+    colour = f"{scene.colour} " if colour_rate >= 1.0 or keep(colour_rate) else ""
+    text = f"a {size}{colour}{scene.shape}"
     if keep(0.7):
         ground = scene.background if scene.background2 is None else f"{scene.background} and {scene.background2}"
         text += f" on a {ground} background"

@@ -1,19 +1,22 @@
 """Train the built-in demo model from scratch on procedural shapes (CPU, fixed seeds).
 
-    python -m modules.demo.train --out cache/demo-train [--threads 2] [--vae-steps N] [--unet-steps N]
+    python -m modules.demo.train --out cache/demo-train-v2 [--threads 2] [--vae-steps N] [--unet-steps N]
 
 Stages, each resumable (a finished stage's file is reused when the command is run again):
-1. VAE (`vae.pt`): AutoencoderKL taught a designed latent code (per 8x8 cell: mean colour and
-   shape coverage, see `designed_latents`): the encoder regresses it, the decoder reconstructs the
-   image from it (plus noise); shape pixels weighted up in the reconstruction loss. Afterwards its latent
-   space is re-centred and re-scaled per channel (folded into quant_conv / post_quant_conv, exact)
-   so that latents times SD1's fixed scaling factor 0.18215 have unit variance, as the diffusion
-   schedule expects.
-2. Latents (`latents.pt`): the training scenes encoded once (distribution means).
-3. UNet + text encoder (`unet-<step>.pt` every --save-every steps, resumable): eps prediction on the
-   SD1 scaled-linear 1000-step schedule, min-SNR-5 loss weighting, 10% empty captions
-   (classifier-free guidance), an EMA copy of the weights is what gets exported.
-4. Export: `demo.safetensors` (fp16, A1111 single-file layout) in --out; also written for each
+1. VAE (`vae.pt`): AutoencoderKL taught a designed latent code (per 8x8 cell: the cell's colour,
+   unmixed, and the shape's coverage, see `designed_latents`) on 32 px windows: the encoder
+   regresses it, the decoder reconstructs the image from it (plus noise); shape pixels weighted up.
+   Afterwards its latent space is re-centred and re-scaled per channel (folded into quant_conv /
+   post_quant_conv, exact) so that latents times SD1's fixed scaling factor 0.18215 have unit
+   variance, as the diffusion schedule expects.
+2. Latents (`latents.pt`): the designed code of the training scenes, normalised likewise.
+3. Decoder refinement (`decoder.pt`): the decoder alone, on that fixed code, outline weighted up.
+   Independent of stage 4, so it may run beside it (`--stop-after-decoder` / `--decoder-steps 0`).
+4. UNet + text encoder (`unet-<step>.pt` every --save-every steps, resumable): eps prediction on the
+   SD1 scaled-linear 1000-step schedule, min-SNR-5 loss weighting, the coverage channel weighted up,
+   captions sometimes empty (classifier-free guidance), a bare colour word (negative prompts) or
+   without the colour; an EMA copy of the weights is what gets exported.
+5. Export: `demo.safetensors` (fp16, A1111 single-file layout) in --out; also written for each
    saved step as `demo-<step>.safetensors` so a run can be judged while it goes on.
 Progress goes to stdout and `<out>/train.log` (one JSON object per line).
 """
@@ -43,9 +46,17 @@ from modules.models.tokenizer import load_clip_tokenizer
 
 VAE_SCALING = 0.18215  # SD1's fixed factor (the loader keeps the family's value)
 EMPTY_CAPTION_RATE = 0.1
+BARE_COLOUR_RATE = 0.05
+CAPTION_COLOUR_RATE = 0.85
+COVERAGE_CHANNEL = 3  # of the designed code
+COVERAGE_LOSS_WEIGHT = 3.0
 MIN_SNR_GAMMA = 5.0
 DECODER_NOISE = 0.05
 SHAPE_WEIGHT = 4.0
+VAE_CROP_CELLS = 4  # 32 px training windows for the VAE (a quarter of the pixels)
+EDGE_WEIGHT = 4.0  # decoder refinement: the shape's outline, where squares and triangles lose their corners
+LATENT_NOISE = 0.35  # decoder refinement: noise on the normalised code, about DECODER_NOISE of the raw code
+POLISH_STEPS = 600
 
 
 @dataclass(frozen=True)
@@ -53,16 +64,19 @@ class TrainSettings:
     out: Path
     seed: int = 0
     threads: int = 2
-    images: int = 3000
-    vae_steps: int = 300
-    vae_batch: int = 8
+    images: int = 6000
+    vae_steps: int = 2000
+    vae_batch: int = 16
     vae_lr: float = 2e-3
-    unet_steps: int = 800
+    unet_steps: int = 3500
     unet_batch: int = 32
     unet_lr: float = 8e-4
     warmup: int = 100
-    ema_decay: float = 0.995
-    save_every: int = 200
+    ema_decay: float = 0.998
+    save_every: int = 250
+    decoder_steps: int = 1500
+    decoder_lr: float = 1e-3
+    stop_after_decoder: bool = False
     cache: Path = Path("cache")
 
 
@@ -88,20 +102,43 @@ def images_to_tensor(images: Sequence[Any]) -> torch.Tensor:
 
 
 def designed_latents(pixels: torch.Tensor) -> torch.Tensor:
-    """The latent code the VAE is taught: per 8x8 cell, the mean colour and the shape's coverage.
+    """The latent code the VAE is taught: per 8x8 cell, the cell's dominant colour and the shape's coverage.
 
-    Channels 0-2: the cell's mean RGB ([-1, 1]); channel 3: the fraction of the cell covered by
-    saturated (shape) pixels, mapped to [-1, 1]. With a fixed target the encoder is a quick
-    regression and the decoder learns from informative inputs from the first step; learning both
-    ends jointly from a random start took far more steps than the CPU budget allows.
+    Channels 0-2: the shape's colour (one per image: the mean of its strongly saturated pixels)
+    where the shape covers a quarter of the cell or more, the cell's background colour (mean of
+    its unsaturated pixels) where it covers nothing, blended in between; channel 3: the fraction of
+    the cell covered by saturated (shape) pixels, mapped to [-1, 1]. An earlier code held the
+    plain cell mean, which mixes shape and background colour: the decoder then had to divide the
+    mix back out and returned washed-out, wrong hues (pink as red, cyan as blue). With a fixed
+    target the encoder is a quick regression and the decoder learns from informative inputs from
+    the first step; learning both ends jointly from a random start took far more steps than the
+    CPU budget allows.
     """
     chroma = pixels.max(dim=1, keepdim=True).values - pixels.min(dim=1, keepdim=True).values
-    coverage = F.avg_pool2d((chroma > 0.3).float(), 8) * 2 - 1
-    return torch.cat([F.avg_pool2d(pixels, 8), coverage], dim=1)
+    saturated = (chroma > 0.3).float()
+    coverage = F.avg_pool2d(saturated, 8)
+    strong = (chroma > 0.5).float()
+    shape_colour = (pixels * strong).sum(dim=(2, 3), keepdim=True) / strong.sum(dim=(2, 3), keepdim=True).clamp(min=1.0)
+    plain = 1.0 - saturated
+    background = F.avg_pool2d(pixels * plain, 8) / F.avg_pool2d(plain, 8).clamp(min=1e-3)
+    blend = (coverage * 4).clamp(max=1.0)
+    colour = blend * shape_colour + (1 - blend) * background
+    return torch.cat([colour, coverage * 2 - 1], dim=1)
 
 
 def _vae_loss(vae: Any, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    target = designed_latents(batch)
+    # the code is computed on the whole image (the shape's colour is a whole-image figure), then a
+    # window of cells is cut out: both halves are convolutional and the code is local, so windows
+    # teach them as well as whole images at a fraction of the cost
+    target_full = designed_latents(batch)
+    cells = VAE_CROP_CELLS
+    limit = batch.shape[-1] // 8 - cells
+    if limit > 0:
+        y, x = (int(v) for v in torch.randint(0, limit + 1, (2,), generator=generator))
+        batch = batch[:, :, y * 8 : (y + cells) * 8, x * 8 : (x + cells) * 8]
+        target = target_full[:, :, y : y + cells, x : x + cells]
+    else:
+        target = target_full
     posterior = vae.encode(batch).latent_dist
     encoder_loss = F.mse_loss(posterior.mean, target) + 0.01 * F.mse_loss(
         posterior.logvar, torch.full_like(target, -8.0)
@@ -117,7 +154,7 @@ def _vae_loss(vae: Any, batch: torch.Tensor, generator: torch.Generator) -> torc
 
 
 def train_vae(vae: Any, pixels: torch.Tensor, settings: TrainSettings, log: Log) -> None:
-    """Whole images; cosine learning rate after a short warm-up."""
+    """Random 32 px windows of the images (see `_vae_loss`); cosine learning rate after a short warm-up."""
     generator = torch.Generator().manual_seed(settings.seed + 1)
     optimiser = torch.optim.AdamW(vae.parameters(), lr=settings.vae_lr, weight_decay=0.0)
     vae.train()
@@ -133,6 +170,57 @@ def train_vae(vae: Any, pixels: torch.Tensor, settings: TrainSettings, log: Log)
         optimiser.step()
         if step % 25 == 0 or step == settings.vae_steps - 1:
             log(stage="vae", step=step, loss=round(loss.item(), 5))
+    vae.eval()
+
+
+def _pixel_weights(batch: torch.Tensor) -> torch.Tensor:
+    """Shape pixels and, more, the shape's outline (where corners are decided) weigh more."""
+    chroma = batch.max(dim=1, keepdim=True).values - batch.min(dim=1, keepdim=True).values
+    mask = (chroma > 0.3).float()
+    outline = F.max_pool2d(mask, 3, 1, 1) + F.max_pool2d(-mask, 3, 1, 1)  # dilation minus erosion
+    return 1.0 + SHAPE_WEIGHT * mask + EDGE_WEIGHT * outline
+
+
+def refine_decoder(
+    vae: Any,
+    pixels: torch.Tensor,
+    latents: torch.Tensor,
+    settings: TrainSettings,
+    log: Log,
+    polish: bool = False,
+) -> None:
+    """More steps for the decoder alone on the fixed (normalised) code, the outline weighted up.
+
+    After the joint stage the decoder still rounds small squares and blunts small triangles. The
+    code does not change here, so this stage is independent of the UNet stage (which learns only
+    the code) and may run beside it on the second core (`--stop-after-decoder`).
+    """
+    steps, lr, noise = settings.decoder_steps, settings.decoder_lr, LATENT_NOISE
+    if polish:  # a short second pass, less noise and a lower rate: sharper corners
+        steps, lr, noise = POLISH_STEPS, settings.decoder_lr * 0.3, LATENT_NOISE * 0.3
+    generator = torch.Generator().manual_seed(settings.seed + (3 if polish else 2))
+    params = [*vae.post_quant_conv.parameters(), *vae.decoder.parameters()]
+    optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    vae.train()
+    cells, limit = VAE_CROP_CELLS, pixels.shape[-1] // 8 - VAE_CROP_CELLS
+    for step in range(steps):
+        index = torch.randint(0, len(pixels), (settings.vae_batch,), generator=generator)
+        y, x = (int(v) for v in torch.randint(0, limit + 1, (2,), generator=generator))
+        batch = pixels[index][:, :, y * 8 : (y + cells) * 8, x * 8 : (x + cells) * 8]
+        code = latents[index][:, :, y : y + cells, x : x + cells]
+        recon = vae.decode(code + noise * torch.randn(code.shape, generator=generator)).sample
+        weight = _pixel_weights(batch)
+        error = (recon - batch).abs() + (recon - batch) ** 2
+        loss = (weight * error).mean() / weight.mean()
+        warm = min(1.0, (step + 1) / 20)
+        for group in optimiser.param_groups:
+            group["lr"] = lr * warm * 0.5 * (1 + math.cos(math.pi * step / steps))
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimiser.step()
+        if step % 25 == 0 or step == steps - 1:
+            log(stage="decoder-polish" if polish else "decoder", step=step, loss=round(loss.item(), 5))
     vae.eval()
 
 
@@ -171,6 +259,29 @@ def _token_ids(tokenizer: Any, captions: Sequence[str]) -> torch.Tensor:
     return out.input_ids
 
 
+def training_caption(scene: Scene, rng: random.Random) -> str:
+    """A caption as the UNet sees it: sometimes empty (classifier-free guidance), sometimes the bare
+    colour word (what a negative prompt such as "red" names), sometimes without the colour (prompts
+    naming only the shape), else the full grammar with optional parts left out."""
+    draw = rng.random()
+    if draw < EMPTY_CAPTION_RATE:
+        return ""
+    if draw < EMPTY_CAPTION_RATE + BARE_COLOUR_RATE:
+        return scene.colour
+    return caption(scene, rng, colour_rate=CAPTION_COLOUR_RATE)
+
+
+def _channel_weights(channels: int) -> torch.Tensor:
+    """Loss weight per latent channel, mean 1: the coverage channel (the shape's outline) counts more.
+
+    Colour and background fill most of each latent, so with equal weights the shape's few edge cells
+    are a small part of the loss and the prompt's shape word was learnt far later than its colour.
+    """
+    weights = torch.ones(channels)
+    weights[COVERAGE_CHANNEL] = COVERAGE_LOSS_WEIGHT
+    return weights * channels / weights.sum()
+
+
 def _snr_weights(alphas_cumprod: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
     snr = alphas_cumprod[timesteps] / (1 - alphas_cumprod[timesteps])
     return torch.clamp(snr, max=MIN_SNR_GAMMA) / snr
@@ -197,7 +308,7 @@ def unet_step(
     rng = random.Random(settings.seed * 1_000_003 + state.step)
     generator = torch.Generator().manual_seed(settings.seed * 7919 + state.step)
     index = torch.randint(0, len(latents), (settings.unet_batch,), generator=generator)
-    captions = ["" if rng.random() < EMPTY_CAPTION_RATE else caption(scenes[i], rng) for i in index.tolist()]
+    captions = [training_caption(scenes[i], rng) for i in index.tolist()]
     x0 = latents[index] * VAE_SCALING
     noise = torch.randn(x0.shape, generator=generator)
     timesteps = torch.randint(0, 1000, (len(x0),), generator=generator)
@@ -205,7 +316,7 @@ def unet_step(
     noisy = scheduler.add_noise(x0, noise, timesteps)
     context = text(_token_ids(tokenizer, captions)).last_hidden_state
     prediction = unet(noisy, timesteps, encoder_hidden_states=context).sample
-    per_sample = ((prediction - noise) ** 2).mean(dim=(1, 2, 3))
+    per_sample = (((prediction - noise) ** 2).mean(dim=(2, 3)) * _channel_weights(x0.shape[1])).mean(dim=1)
     loss = (per_sample * _snr_weights(scheduler.alphas_cumprod, timesteps)).mean()
     lr = settings.unet_lr * min(1.0, (state.step + 1) / settings.warmup)
     lr *= 0.5 * (1 + math.cos(math.pi * state.step / settings.unet_steps)) * 0.9 + 0.1
@@ -257,13 +368,38 @@ def _vae_stage(parts: DemoParts, pixels: torch.Tensor, settings: TrainSettings, 
         log(stage="vae", note="reused vae.pt and latents.pt")
         return torch.load(latent_file)
     train_vae(parts.vae, pixels, settings, log)
-    latents = normalise_latent_space(parts.vae, encode_means(parts.vae, pixels))
+    # the UNet learns the exact designed code (what the decoder was taught to draw), not the
+    # encoder's approximation of it; the encoder only serves img2img
+    code = torch.cat([designed_latents(pixels[i : i + 256]) for i in range(0, len(pixels), 256)])
+    with torch.no_grad():
+        encoder_error = F.mse_loss(encode_means(parts.vae, pixels[:64]), code[:64]).item()
+    latents = normalise_latent_space(parts.vae, code)
     with torch.no_grad():
         recon = parts.vae.decode(encode_means(parts.vae, pixels[:64])).sample
-    log(stage="vae", recon_l1=round(F.l1_loss(recon, pixels[:64]).item(), 5), latent_std=latents.std().item())
+    log(
+        stage="vae",
+        recon_l1=round(F.l1_loss(recon, pixels[:64]).item(), 5),
+        encoder_mse=round(encoder_error, 5),
+        latent_std=latents.std().item(),
+    )
     torch.save(parts.vae.state_dict(), vae_file)
     torch.save(latents, latent_file)
     return latents
+
+
+def _decoder_stage(
+    parts: DemoParts, pixels: torch.Tensor, latents: torch.Tensor, settings: TrainSettings, log: Log
+) -> None:
+    decoder_file = settings.out / "decoder.pt"
+    if decoder_file.is_file():
+        parts.vae.load_state_dict(torch.load(decoder_file))
+        log(stage="decoder", note="reused decoder.pt")
+        return
+    if settings.decoder_steps <= 0:
+        return
+    refine_decoder(parts.vae, pixels, latents, settings, log)
+    refine_decoder(parts.vae, pixels, latents, settings, log, polish=True)
+    torch.save(parts.vae.state_dict(), decoder_file)
 
 
 def run(settings: TrainSettings) -> Path:
@@ -275,8 +411,12 @@ def run(settings: TrainSettings) -> Path:
     parts = build_parts(demo_configs(DemoArchitecture()), settings.seed)
     samples = make_samples(settings.images, IMAGE_SIZE, settings.seed)
     scenes = [s.scene for s in samples]
-    latents = _vae_stage(parts, images_to_tensor([s.image for s in samples]), settings, log)
-    del samples
+    pixels = images_to_tensor([s.image for s in samples])
+    latents = _vae_stage(parts, pixels, settings, log)
+    _decoder_stage(parts, pixels, latents, settings, log)
+    del samples, pixels
+    if settings.stop_after_decoder:
+        return settings.out / "decoder.pt"
     parts.vae.requires_grad_(False)
     tokenizer = load_clip_tokenizer(settings.cache.resolve() / "tokenizers")
     params = [*parts.unet.parameters(), *parts.text_encoder.parameters()]
@@ -343,9 +483,15 @@ def parse_args(argv: Sequence[str] | None) -> TrainSettings:
     defaults = TrainSettings(out=Path("."))
     parser = argparse.ArgumentParser(prog="python -m modules.demo.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="work folder: logs, stage files, checkpoints")
-    for name in ("seed", "threads", "images", "vae_steps", "unet_steps", "unet_batch", "save_every"):
+    for name in ("seed", "threads", "images", "vae_steps", "vae_batch", "unet_steps", "unet_batch", "save_every"):
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
-    for name in ("vae_lr", "unet_lr"):
+    parser.add_argument("--decoder-steps", type=int, default=defaults.decoder_steps)
+    parser.add_argument(
+        "--stop-after-decoder",
+        action="store_true",
+        help="stop after the decoder stage (to run it beside the UNet stage on a second core)",
+    )
+    for name in ("vae_lr", "unet_lr", "ema_decay", "decoder_lr"):
         parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
     parser.add_argument("--cache", type=Path, default=defaults.cache, help="cache root (tokenizer files)")
     args = parser.parse_args(argv)
