@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,8 +11,9 @@ import pytest
 from PIL import Image
 
 from modules.core.devices import DevicePolicy
-from modules.core.jobs import JobControl
+from modules.core.jobs import JobControl, LocalJobQueue
 from modules.core.options import Options
+from modules.core.services import Services
 from modules.core.shared_options import core_registry
 from modules.generation.engine import GenerationService
 from modules.generation.processing import GenerationResult
@@ -76,6 +78,20 @@ def make_env(root: Path, tiny: TinyModelFiles) -> GenEnv:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModelFiles) -> GenEnv:
     return make_env(tmp_path_factory.mktemp("gen"), tiny_models)
+
+
+def env_services(env: GenEnv, args: argparse.Namespace) -> Services:
+    """Services over the env's models and generation service (to bind an extension host to)."""
+    return Services(
+        args,
+        env.service.paths,
+        env.options.registry,
+        env.options,
+        DevicePolicy.cpu(),
+        LocalJobQueue(),
+        env.models,
+        env.service,
+    )
 
 
 def pixels(image: Image.Image) -> np.ndarray:

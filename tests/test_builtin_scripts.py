@@ -14,9 +14,8 @@ from PIL import Image
 
 from modules.core.cmd_args import parse_args
 from modules.core.devices import DevicePolicy
-from modules.core.jobs import JobControl, LocalJobQueue
+from modules.core.jobs import JobControl
 from modules.core.paths import REPO_ROOT
-from modules.core.services import Services
 from modules.extensions import facade
 from modules.extensions.host import ExtensionHost
 from modules.extensions.runner import ScriptRunError
@@ -26,7 +25,7 @@ from modules.generation.requests import Txt2ImgRequest
 from modules.generation.xyz_values import AxisValueError, expand_floats, expand_ints, split_csv
 from tests.api_server import TINY_TXT2IMG, decode_b64, running_server
 from tests.fixtures_models import TinyModelFiles
-from tests.gen_env import SD1, SD1_INPAINT, GenEnv, pixels
+from tests.gen_env import SD1, SD1_INPAINT, GenEnv, env_services, pixels
 
 SCRIPTS = REPO_ROOT / "scripts"
 STEPS, CFG, SEED, PROMPT_SR, SAMPLER, CHECKPOINT = 4, 6, 1, 7, 9, 11  # A1111's txt2img axis indexes
@@ -35,16 +34,7 @@ STEPS, CFG, SEED, PROMPT_SR, SAMPLER, CHECKPOINT = 4, 6, 1, 7, 9, 11  # A1111's 
 @pytest.fixture
 def host(env: GenEnv) -> Iterator[ExtensionHost]:
     args = parse_args(["--data-dir", str(env.root)])
-    services = Services(
-        args,
-        env.service.paths,
-        env.options.registry,
-        env.options,
-        DevicePolicy.cpu(),
-        LocalJobQueue(),
-        env.models,
-        env.service,
-    )
+    services = env_services(env, args)
     bound = facade.bind(services, run_installers=False, builtin_dir=env.root / "no-builtins", core_scripts_dir=SCRIPTS)
     yield bound
     facade.unbind()

@@ -20,9 +20,6 @@ import pytest
 from PIL import Image
 
 from modules.core.cmd_args import parse_args
-from modules.core.devices import DevicePolicy
-from modules.core.jobs import LocalJobQueue
-from modules.core.services import Services
 from modules.extensions import facade
 from modules.extensions.callbacks import CallbackRegistry
 from modules.extensions.generation_hooks import GenerationCallbacks, before_token_counter, infotext_pasted
@@ -32,7 +29,7 @@ from modules.generation.denoiser import DenoiserEvents
 from modules.generation.hooks import ScriptHooks
 from modules.generation.image_io import read_info_from_image
 from modules.generation.processing import GenerationResult
-from tests.gen_env import SD1, SD1_INPAINT, SDXL, GenEnv, pixels
+from tests.gen_env import SD1, SD1_INPAINT, SDXL, GenEnv, env_services, pixels
 
 FIXTURES = Path(__file__).parent / "extensions_fixtures"
 CFG_EVENTS = ("cfg_denoiser", "cfg_denoised", "on_mask_blend", "cfg_after_cfg")
@@ -43,16 +40,7 @@ def host(env: GenEnv) -> Iterator[ExtensionHost]:
     root = env.root
     shutil.copytree(FIXTURES / "toy-hooks", root / "extensions" / "toy-hooks", dirs_exist_ok=True)
     args = parse_args(["--data-dir", str(root)])
-    services = Services(
-        args,
-        env.service.paths,
-        env.options.registry,
-        env.options,
-        DevicePolicy.cpu(),
-        LocalJobQueue(),
-        env.models,
-        env.service,
-    )
+    services = env_services(env, args)
     bound = facade.bind(services, run_installers=False, builtin_dir=root / "no-builtins", core_scripts_dir=None)
     yield bound
     facade.unbind()

@@ -12,15 +12,13 @@ import numpy as np
 import pytest
 
 from modules.core.cmd_args import parse_args
-from modules.core.devices import DevicePolicy
-from modules.core.jobs import JobControl, LocalJobQueue
-from modules.core.services import Services
+from modules.core.jobs import JobControl
 from modules.extensions import facade
 from modules.extensions.host import ExtensionHost
 from modules.extensions.preload import collect_preload_hooks
 from modules.extensions.runner import ScriptNotFound, ScriptRunError
 from modules.generation.requests import Txt2ImgRequest
-from tests.gen_env import SD1, GenEnv, pixels
+from tests.gen_env import SD1, GenEnv, env_services, pixels
 
 FIXTURES = Path(__file__).parent / "extensions_fixtures"
 TOYS = ("toy-prompts", "toy-selectable", "toy-postprocess", "toy-recorder", "toy-ui", "toy-broken")
@@ -33,16 +31,7 @@ def host(env: GenEnv) -> Iterator[ExtensionHost]:
         shutil.copytree(FIXTURES / name, root / "extensions" / name, dirs_exist_ok=True)
     preload = collect_preload_hooks(root)
     args = parse_args(["--data-dir", str(root), "--toy-flag", "on"], preload_hooks=preload.hooks)
-    services = Services(
-        args,
-        env.service.paths,
-        env.options.registry,
-        env.options,
-        DevicePolicy.cpu(),
-        LocalJobQueue(),
-        env.models,
-        env.service,
-    )
+    services = env_services(env, args)
     bound = facade.bind(
         services, run_installers=False, builtin_dir=root / "no-builtins", core_scripts_dir=None, preload=preload
     )
