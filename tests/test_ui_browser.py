@@ -127,6 +127,20 @@ def select_dropdown(page: Any, elem_id: str, value: str) -> None:
     page.get_by_role("option", name=value).first.click()
 
 
+def upload_to_image_editor(page: Any, elem_id: str, path: Path) -> None:
+    """Upload into a Gradio ImageEditor and wait until it shows the image (its "Upload an image"
+    placeholder is gone). Under load the editor sometimes drops an upload: then upload again."""
+    shown = f"() => {{ const el = document.querySelector('#{elem_id}'); return el && !/Upload an image/.test(el.innerText); }}"
+    for _attempt in range(4):
+        page.locator(f"#{elem_id} input[type=file]").first.set_input_files(str(path))
+        try:
+            page.wait_for_function(shown, timeout=15000)
+            return
+        except PlaywrightTimeoutError:
+            continue
+    raise AssertionError(f"#{elem_id} never showed the uploaded image")
+
+
 def infotext_params(text: str) -> str:
     return text.strip().split("\n")[-1]
 
@@ -228,10 +242,10 @@ def test_inpaint_mask_drawn_with_mouse_keeps_pixels_outside(page: Any, live: Liv
     source.save(tmp_path / "init.png")
     open_tab(page, "img2img")
     page.locator("#mode_img2img [role=tablist]").first.get_by_role("tab", name="Inpaint", exact=True).click()
-    page.locator("#img2maskimg input[type=file]").first.set_input_files(str(tmp_path / "init.png"))
+    upload_to_image_editor(page, "img2maskimg", tmp_path / "init.png")
     canvas = page.locator("#img2maskimg canvas").first
     canvas.wait_for(timeout=30000)
-    time.sleep(3.0)  # let the editor commit the uploaded background before drawing on it
+    time.sleep(1.0)
     box = canvas.bounding_box()
     cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     page.mouse.move(cx - 10, cy)
