@@ -127,6 +127,20 @@ def select_dropdown(page: Any, elem_id: str, value: str) -> None:
     page.get_by_role("option", name=value).first.click()
 
 
+def open_img2img_mode(page: Any, mode: str, elem_id: str) -> None:
+    """Select an img2img sub-tab and wait until its editor is visible (a click made while the page
+    is still busy can be lost: click again)."""
+    open_tab(page, "img2img")
+    for _attempt in range(5):
+        page.locator("#mode_img2img [role=tablist]").first.get_by_role("tab", name=mode, exact=True).click()
+        try:
+            page.locator(f"#{elem_id}").first.wait_for(state="visible", timeout=5000)
+            return
+        except PlaywrightTimeoutError:
+            continue
+    raise AssertionError(f"the {mode} tab never showed #{elem_id}")
+
+
 def upload_to_image_editor(page: Any, elem_id: str, path: Path) -> None:
     """Upload into a Gradio ImageEditor and wait until it shows the image (its "Upload an image"
     placeholder is gone). Under load the editor sometimes drops an upload: then upload again."""
@@ -240,8 +254,7 @@ def test_inpaint_mask_drawn_with_mouse_keeps_pixels_outside(page: Any, live: Liv
     pixels = np.indices((128, 128)).sum(axis=0) % 256
     source = Image.fromarray(np.stack([pixels, 255 - pixels, np.full_like(pixels, 90)], -1).astype(np.uint8))
     source.save(tmp_path / "init.png")
-    open_tab(page, "img2img")
-    page.locator("#mode_img2img [role=tablist]").first.get_by_role("tab", name="Inpaint", exact=True).click()
+    open_img2img_mode(page, "Inpaint", "img2maskimg")
     upload_to_image_editor(page, "img2maskimg", tmp_path / "init.png")
     canvas = page.locator("#img2maskimg canvas").first
     canvas.wait_for(timeout=30000)
