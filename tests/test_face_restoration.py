@@ -301,6 +301,7 @@ def test_api_reports_the_missing_detector(tmp_path: Path, tiny_models: TinyModel
         assert "GFPGANv1.4.pth: no face detector: put facexlib's detection_Resnet50_Final.pth" in r.json()["detail"]
 
 
+@pytest.mark.browser
 def test_extras_tab_shows_why_gfpgan_cannot_run(tmp_path: Path, tiny_models: TinyModelFiles) -> None:
     from tests.ui_harness import chromium, open_page, prepare_data_dir, require_browser, start_server
 
