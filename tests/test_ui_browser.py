@@ -27,6 +27,8 @@ from tests.ui_harness import (
     open_page,
     prepare_data_dir,
     require_browser,
+    select_dropdown,
+    set_number,
     start_server,
 )
 
@@ -81,13 +83,6 @@ def _tiny_lora(path: Path) -> None:
     )
 
 
-def set_number(page: Any, elem_id: str, value: float) -> None:
-    box = page.locator(f"#{elem_id} input[type=number]").first
-    box.fill(str(value))
-    box.press("Enter")
-    box.blur()
-
-
 def set_prompt(page: Any, tab: str, text: str) -> None:
     page.locator(f"#{tab}_prompt textarea").fill(text)
 
@@ -129,12 +124,6 @@ def open_settings_page(page: Any, section: str) -> None:
     open_tab(page, "Settings")
     page.locator("#settings [role=tablist]").first.get_by_role("tab", name=section, exact=True).click()
     page.wait_for_selector("#setting_eta_noise_seed_delta input", timeout=30000)
-
-
-def select_dropdown(page: Any, elem_id: str, value: str) -> None:
-    box = page.locator(f"#{elem_id} input").first
-    box.click()
-    page.get_by_role("option", name=value).first.click()
 
 
 def open_img2img_mode(page: Any, mode: str, elem_id: str) -> None:

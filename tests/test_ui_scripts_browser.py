@@ -24,6 +24,8 @@ from tests.ui_harness import (
     open_page,
     prepare_data_dir,
     require_browser,
+    select_dropdown,
+    set_number,
 )
 
 pytestmark = [pytest.mark.browser]
@@ -99,18 +101,6 @@ def page(browser_context: Any, live: LiveServer) -> Iterator[Any]:
 
 
 # --- helpers -----------------------------------------------------------------------------------------
-
-
-def set_number(page: Any, elem_id: str, value: float) -> None:
-    box = page.locator(f"#{elem_id} input[type=number]").first
-    box.fill(str(value))
-    box.press("Enter")
-    box.blur()
-
-
-def select_dropdown(page: Any, elem_id: str, value: str) -> None:
-    page.locator(f"#{elem_id} input").first.click()
-    page.get_by_role("option", name=value, exact=True).first.click()
 
 
 def open_accordion(page: Any, elem_id: str) -> None:

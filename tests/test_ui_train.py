@@ -35,7 +35,17 @@ from modules.ui.train_actions import (
 )
 from modules.ui.ui_config import UiConfig
 from tests.fixtures_models import TinyModelFiles
-from tests.ui_harness import ARTIFACTS, LiveServer, chromium, open_page, prepare_data_dir, require_browser, start_server
+from tests.ui_harness import (
+    ARTIFACTS,
+    LiveServer,
+    chromium,
+    open_page,
+    prepare_data_dir,
+    require_browser,
+    select_dropdown,
+    set_number,
+    start_server,
+)
 
 SD1_TITLE_PREFIX = "tiny-sd1.safetensors"
 
@@ -283,18 +293,6 @@ def live(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModelFiles) 
         server.stop()
 
 
-def _set_number(page: Any, elem_id: str, value: float) -> None:
-    box = page.locator(f"#{elem_id} input[type=number]").first
-    box.fill(str(value))
-    box.press("Enter")
-    box.blur()
-
-
-def _pick(page: Any, elem_id: str, value: str) -> None:
-    page.locator(f"#{elem_id} input").first.click()
-    page.get_by_role("option", name=value, exact=True).first.click()
-
-
 @pytest.mark.browser
 def test_browser_create_and_train_embedding(live: LiveServer, tmp_path: Path) -> None:
     data = make_images(tmp_path / "dataset")
@@ -311,14 +309,14 @@ def test_browser_create_and_train_embedding(live: LiveServer, tmp_path: Path) ->
 
         page.locator("#train_tabs [role=tablist]").first.get_by_role("tab", name="Train", exact=True).click()
         page.locator("#refresh_train_embedding_name").click()
-        _pick(page, "train_embedding", "browsertok")
+        select_dropdown(page, "train_embedding", "browsertok")
         page.locator("#train_dataset_directory textarea, #train_dataset_directory input").first.fill(str(data))
-        _pick(page, "train_template_file", "subject_filewords.txt")
-        _set_number(page, "train_training_width", 64)
-        _set_number(page, "train_training_height", 64)
-        _set_number(page, "train_steps", 6)
-        _set_number(page, "train_create_image_every", 3)
-        _set_number(page, "train_save_embedding_every", 3)
+        select_dropdown(page, "train_template_file", "subject_filewords.txt")
+        set_number(page, "train_training_width", 64)
+        set_number(page, "train_training_height", 64)
+        set_number(page, "train_steps", 6)
+        set_number(page, "train_create_image_every", 3)
+        set_number(page, "train_save_embedding_every", 3)
         # remember every progress text the page shows while training runs
         page.evaluate(
             "() => { window.__tiProgress = []; const el = document.querySelector('#ti_progress');"
@@ -357,13 +355,13 @@ def test_browser_stays_responsive_and_interrupt_stops_training(live: LiveServer,
         page.locator("#tabs [role=tablist]").first.get_by_role("tab", name="Train", exact=True).click()
         _create_embedding(page, "longrun")
         page.locator("#train_tabs [role=tablist]").first.get_by_role("tab", name="Train", exact=True).click()
-        _pick(page, "train_embedding", "longrun")  # Create embedding selected it; pick it again from the list
+        select_dropdown(page, "train_embedding", "longrun")  # Create embedding selected it; pick it again from the list
         page.locator("#train_dataset_directory textarea, #train_dataset_directory input").first.fill(str(data))
-        _set_number(page, "train_training_width", 64)
-        _set_number(page, "train_training_height", 64)
-        _set_number(page, "train_steps", 100000)
-        _set_number(page, "train_create_image_every", 0)
-        _set_number(page, "train_save_embedding_every", 0)
+        set_number(page, "train_training_width", 64)
+        set_number(page, "train_training_height", 64)
+        set_number(page, "train_steps", 100000)
+        set_number(page, "train_create_image_every", 0)
+        set_number(page, "train_save_embedding_every", 0)
         page.locator("#train_train_embedding").click()
         page.wait_for_function(
             "() => /Loss: .*/.test(document.querySelector('#ti_progress').innerText)", timeout=120000

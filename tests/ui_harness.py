@@ -124,3 +124,16 @@ def require_browser() -> None:
     reason = browser_available()
     if reason is not None:
         pytest.skip(reason)
+
+
+def set_number(page: Any, elem_id: str, value: float) -> None:
+    """Type a value into a Gradio number/slider box and commit it."""
+    box = page.locator(f"#{elem_id} input[type=number]").first
+    box.fill(str(value))
+    box.press("Enter")
+    box.blur()
+
+
+def select_dropdown(page: Any, elem_id: str, value: str) -> None:
+    page.locator(f"#{elem_id} input").first.click()
+    page.get_by_role("option", name=value, exact=True).first.click()
