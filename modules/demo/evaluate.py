@@ -32,6 +32,7 @@ from modules.models.manager import ModelManager
 TEST_SHAPES = ("circle", "square", "triangle")
 COLOUR_PROMPT = "a {colour} circle on a white background"
 SHAPE_PROMPT = "a {shape} on a white background"
+AVOID_PROMPT = "a circle on a white background"  # no colour named: the model picks one
 
 
 @dataclass(frozen=True)
@@ -149,15 +150,50 @@ class NegativeEffect:
 
 
 def negative_prompt_effect(
-    env: DemoEnv, colour: str, seed: int, seeds: int, sampling: SamplingSettings
+    env: DemoEnv, colour: str, seed: int, seeds: int, sampling: SamplingSettings, prompt: str | None = None
 ) -> NegativeEffect:
-    prompt = COLOUR_PROMPT.format(colour=colour)
+    """Mean share of `colour` over `seeds` images, without and with `colour` as the negative prompt.
+
+    The prompt defaults to one naming the colour too (`COLOUR_PROMPT`), the hardest case: guidance
+    then pulls towards and away from the same colour. `AVOID_PROMPT` leaves the colour to the model,
+    the usual reason to name a colour in a negative prompt.
+    """
+    prompt = COLOUR_PROMPT.format(colour=colour) if prompt is None else prompt
 
     def mean_share(negative: str) -> float:
         images = images_of(env.txt2img(prompt, seed, seeds, sampling, negative=negative))
         return sum(judge(i).colour_shares[colour] for i in images) / len(images)
 
     return NegativeEffect(colour, mean_share(""), mean_share(colour))
+
+
+@dataclass(frozen=True)
+class Avoidance:
+    judged_without: dict[str, int]  # colour -> images judged that colour, no negative prompt
+    judged_with: dict[str, int]  # colour -> images judged that colour with it as the negative prompt
+    images: int  # per row: seeds
+
+    @property
+    def rate_without(self) -> float:
+        return sum(self.judged_without.values()) / self.images  # every image counts for one colour: ~1.0
+
+    @property
+    def rate_with(self) -> float:
+        return sum(self.judged_with.values()) / self.images
+
+
+def colour_avoidance(env: DemoEnv, seed: int, seeds: int, sampling: SamplingSettings) -> Avoidance:
+    """`AVOID_PROMPT` leaves the colour to the model; naming a colour in the negative prompt should
+    make that colour rare. Without a negative prompt every image has one colour, so the counts
+    over all colours add up to `seeds`; with each colour as the negative prompt in turn, they
+    add up to the images that show the colour they were told to avoid."""
+    plain = [judge(i).colour for i in images_of(env.txt2img(AVOID_PROMPT, seed, seeds, sampling))]
+    without = {c: plain.count(c) for c in COLOURS}
+    avoided = {}
+    for colour in COLOURS:
+        images = images_of(env.txt2img(AVOID_PROMPT, seed, seeds, sampling, negative=colour))
+        avoided[colour] = sum(judge(i).colour == colour for i in images)
+    return Avoidance(without, avoided, seeds)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from modules.demo.evaluate import (
     DemoEnv,
     SamplingSettings,
     colour_adherence,
+    colour_avoidance,
     demo_env,
     images_of,
     img2img_keeps,
@@ -35,11 +36,12 @@ from modules.demo.evaluate import (
 )
 
 GAP = 2
-ZOOM = 2  # 64 px images shown at 128 px (nearest neighbour: no invented detail)
+AVOID_SEEDS = 12
+SHOWN = 128  # small images are enlarged to this many pixels (nearest neighbour: no invented detail)
 
 
 def grid(rows: Sequence[Sequence[Image.Image]]) -> Image.Image:
-    size = rows[0][0].width * ZOOM
+    size = rows[0][0].width * max(1, SHOWN // rows[0][0].width)
     width = max(len(r) for r in rows) * (size + GAP) - GAP
     out = Image.new("RGB", (width, len(rows) * (size + GAP) - GAP), (255, 255, 255))
     for y, row in enumerate(rows):
@@ -83,6 +85,7 @@ def measure(env: DemoEnv, seed: int, seeds: int, sampling: SamplingSettings) -> 
     colour = colour_adherence(env, seed, seeds, sampling)
     shape = shape_adherence(env, seed, seeds, sampling)
     negatives = [asdict(negative_prompt_effect(env, c, seed, seeds, sampling)) for c in ("red", "blue")]
+    avoidance = colour_avoidance(env, seed, AVOID_SEEDS, sampling)
     img2img = [img2img_keeps(env, scene, seed, 0.3, sampling) for scene in IMG2IMG_SCENES]
     return {
         "colour_rate": colour.rate,
@@ -90,6 +93,7 @@ def measure(env: DemoEnv, seed: int, seeds: int, sampling: SamplingSettings) -> 
         "shape_rate": shape.rate,
         "shape_misses": shape.misses,
         "negative": negatives,
+        "avoidance": {**asdict(avoidance), "rate_without": avoidance.rate_without, "rate_with": avoidance.rate_with},
         "img2img": [
             {"scene": f"{c.scene.colour} {c.scene.shape}", "kept": c.kept, "mean_abs_diff": round(c.mean_abs_diff, 2)}
             for c in img2img

@@ -28,9 +28,10 @@ import copy
 import json
 import math
 import random
+import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,6 @@ SHAPE_WEIGHT = 4.0
 VAE_CROP_CELLS = 4  # 32 px training windows for the VAE (a quarter of the pixels)
 EDGE_WEIGHT = 4.0  # decoder refinement: the shape's outline, where squares and triangles lose their corners
 LATENT_NOISE = 0.35  # decoder refinement: noise on the normalised code, about DECODER_NOISE of the raw code
-POLISH_STEPS = 600
 
 
 @dataclass(frozen=True)
@@ -68,13 +68,13 @@ class TrainSettings:
     vae_steps: int = 2000
     vae_batch: int = 16
     vae_lr: float = 2e-3
-    unet_steps: int = 3500
+    unet_steps: int = 3600
     unet_batch: int = 32
     unet_lr: float = 8e-4
     warmup: int = 100
     ema_decay: float = 0.998
-    save_every: int = 250
-    decoder_steps: int = 1500
+    save_every: int = 300
+    decoder_steps: int = 2400
     decoder_lr: float = 1e-3
     stop_after_decoder: bool = False
     cache: Path = Path("cache")
@@ -181,30 +181,52 @@ def _pixel_weights(batch: torch.Tensor) -> torch.Tensor:
     return 1.0 + SHAPE_WEIGHT * mask + EDGE_WEIGHT * outline
 
 
+@dataclass(frozen=True)
+class DecoderPass:
+    name: str
+    steps: int | None  # None: --decoder-steps
+    lr_factor: float  # of --decoder-lr
+    noise_factor: float  # of LATENT_NOISE
+    whole_images: bool  # else 32 px windows with the full batch
+    seed_offset: int
+
+
+# 1. the main pass on windows; 2. a short polish, less noise and a lower rate: sharper corners;
+# 3. whole images, a quarter of the batch: group norm takes its statistics over the whole picture,
+#    and a decoder that had seen only windows drew the black of whole images as dark grey (+25 of 255)
+DECODER_PASSES = (
+    DecoderPass("decoder", None, 1.0, 1.0, False, 2),
+    DecoderPass("decoder-polish", 600, 0.3, 0.3, False, 3),
+    DecoderPass("decoder-whole", 300, 0.3, 0.3, True, 3),
+)
+
+
 def refine_decoder(
     vae: Any,
     pixels: torch.Tensor,
     latents: torch.Tensor,
     settings: TrainSettings,
     log: Log,
-    polish: bool = False,
+    stage: DecoderPass = DECODER_PASSES[0],
 ) -> None:
     """More steps for the decoder alone on the fixed (normalised) code, the outline weighted up.
 
-    After the joint stage the decoder still rounds small squares and blunts small triangles. The
-    code does not change here, so this stage is independent of the UNet stage (which learns only
-    the code) and may run beside it on the second core (`--stop-after-decoder`).
+    After the joint stage the decoder still rounds squares and blunts triangles. The code does not
+    change here, so this stage is independent of the UNet stage (which learns only the code) and
+    runs beside it on the second core.
     """
-    steps, lr, noise = settings.decoder_steps, settings.decoder_lr, LATENT_NOISE
-    if polish:  # a short second pass, less noise and a lower rate: sharper corners
-        steps, lr, noise = POLISH_STEPS, settings.decoder_lr * 0.3, LATENT_NOISE * 0.3
-    generator = torch.Generator().manual_seed(settings.seed + (3 if polish else 2))
+    steps = settings.decoder_steps if stage.steps is None else stage.steps
+    lr, noise = settings.decoder_lr * stage.lr_factor, LATENT_NOISE * stage.noise_factor
+    cells, batch_size = VAE_CROP_CELLS, settings.vae_batch
+    if stage.whole_images:
+        cells, batch_size = pixels.shape[-1] // 8, max(1, settings.vae_batch // 4)
+    generator = torch.Generator().manual_seed(settings.seed + stage.seed_offset)
     params = [*vae.post_quant_conv.parameters(), *vae.decoder.parameters()]
     optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     vae.train()
-    cells, limit = VAE_CROP_CELLS, pixels.shape[-1] // 8 - VAE_CROP_CELLS
+    limit = pixels.shape[-1] // 8 - cells
     for step in range(steps):
-        index = torch.randint(0, len(pixels), (settings.vae_batch,), generator=generator)
+        index = torch.randint(0, len(pixels), (batch_size,), generator=generator)
         y, x = (int(v) for v in torch.randint(0, limit + 1, (2,), generator=generator))
         batch = pixels[index][:, :, y * 8 : (y + cells) * 8, x * 8 : (x + cells) * 8]
         code = latents[index][:, :, y : y + cells, x : x + cells]
@@ -220,7 +242,7 @@ def refine_decoder(
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimiser.step()
         if step % 25 == 0 or step == steps - 1:
-            log(stage="decoder-polish" if polish else "decoder", step=step, loss=round(loss.item(), 5))
+            log(stage=stage.name, step=step, loss=round(loss.item(), 5))
     vae.eval()
 
 
@@ -370,7 +392,7 @@ def _vae_stage(parts: DemoParts, pixels: torch.Tensor, settings: TrainSettings, 
     train_vae(parts.vae, pixels, settings, log)
     # the UNet learns the exact designed code (what the decoder was taught to draw), not the
     # encoder's approximation of it; the encoder only serves img2img
-    code = torch.cat([designed_latents(pixels[i : i + 256]) for i in range(0, len(pixels), 256)])
+    code = designed_code(pixels)
     with torch.no_grad():
         encoder_error = F.mse_loss(encode_means(parts.vae, pixels[:64]), code[:64]).item()
     latents = normalise_latent_space(parts.vae, code)
@@ -387,6 +409,17 @@ def _vae_stage(parts: DemoParts, pixels: torch.Tensor, settings: TrainSettings, 
     return latents
 
 
+def designed_code(pixels: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+    return torch.cat([designed_latents(pixels[i : i + chunk]) for i in range(0, len(pixels), chunk)])
+
+
+def normalised_code(code: torch.Tensor) -> torch.Tensor:
+    """The code in the normalised latent space, the same map `normalise_latent_space` folds into the VAE."""
+    m = code.mean(dim=(0, 2, 3)).view(1, -1, 1, 1)
+    k = 1.0 / (VAE_SCALING * code.std(dim=(0, 2, 3)).view(1, -1, 1, 1))
+    return (code - m) * k
+
+
 def _decoder_stage(
     parts: DemoParts, pixels: torch.Tensor, latents: torch.Tensor, settings: TrainSettings, log: Log
 ) -> None:
@@ -397,27 +430,76 @@ def _decoder_stage(
         return
     if settings.decoder_steps <= 0:
         return
-    refine_decoder(parts.vae, pixels, latents, settings, log)
-    refine_decoder(parts.vae, pixels, latents, settings, log, polish=True)
+    for stage in DECODER_PASSES:
+        refine_decoder(parts.vae, pixels, latents, settings, log, stage)
     torch.save(parts.vae.state_dict(), decoder_file)
 
 
-def run(settings: TrainSettings) -> Path:
-    torch.set_num_threads(settings.threads)
+def _start_vae_beside(settings: TrainSettings, argv: Sequence[str]) -> subprocess.Popen[bytes] | None:
+    """Stages 1-3 in a child process on one thread while this one trains the UNet on the others.
+
+    The UNet learns only the designed code, which does not depend on the VAE's weights, so the two
+    need not wait for each other; the VAE is needed again only to export.
+    """
+    if (settings.out / "decoder.pt").is_file() or settings.threads < 2 or settings.decoder_steps <= 0:
+        return None
+    command = [sys.executable, "-m", "modules.demo.train", *argv, "--stop-after-decoder", "--threads", "1"]
+    log_file = (settings.out / "stdout-vae.log").open("ab")
+    return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
+
+
+def _vae_ready(parts: DemoParts, settings: TrainSettings, child: subprocess.Popen[bytes] | None, wait: bool) -> bool:
+    """Load the finished VAE (the child's decoder.pt) into `parts`; False while it is still training."""
+    if child is not None and wait and child.wait() != 0:
+        raise RuntimeError(f"the VAE stage failed (exit {child.returncode}); see {settings.out / 'stdout-vae.log'}")
+    if child is None:
+        return True  # trained in this process, before the UNet
+    decoder_file = settings.out / "decoder.pt"
+    if child.poll() is None or not decoder_file.is_file():
+        return False
+    parts.vae.load_state_dict(torch.load(decoder_file))
+    return True
+
+
+def run(settings: TrainSettings, argv: Sequence[str] = ()) -> Path:
     settings.out.mkdir(parents=True, exist_ok=True)
     log = Log(settings.out / "train.log")
     log(stage="start", settings={k: str(v) for k, v in asdict(settings).items()})
+    child = None if settings.stop_after_decoder else _start_vae_beside(settings, argv)
+    torch.set_num_threads(max(1, settings.threads - (child is not None)))
     torch.manual_seed(settings.seed)
     parts = build_parts(demo_configs(DemoArchitecture()), settings.seed)
     samples = make_samples(settings.images, IMAGE_SIZE, settings.seed)
     scenes = [s.scene for s in samples]
     pixels = images_to_tensor([s.image for s in samples])
-    latents = _vae_stage(parts, pixels, settings, log)
-    _decoder_stage(parts, pixels, latents, settings, log)
-    del samples, pixels
-    if settings.stop_after_decoder:
-        return settings.out / "decoder.pt"
+    del samples
+    if child is None:
+        latents = _vae_stage(parts, pixels, settings, log)
+        _decoder_stage(parts, pixels, latents, settings, log)
+        if settings.stop_after_decoder:
+            return settings.out / "decoder.pt"
+    else:
+        latents = normalised_code(designed_code(pixels))
+        log(stage="vae", note=f"VAE and decoder stages run beside, pid {child.pid}")
+    del pixels
     parts.vae.requires_grad_(False)
+    state = _train_unet(parts, latents, scenes, settings, log, lambda wait: _vae_ready(parts, settings, child, wait))
+    _vae_ready(parts, settings, child, wait=True)
+    final = export(
+        parts, state.ema_unet, state.ema_text, settings.out / "demo.safetensors", _meta(settings, state.step)
+    )
+    log(stage="done", file=str(final), bytes=final.stat().st_size)
+    return final
+
+
+def _train_unet(
+    parts: DemoParts,
+    latents: torch.Tensor,
+    scenes: Sequence[Scene],
+    settings: TrainSettings,
+    log: Log,
+    vae_ready: Callable[[bool], bool],
+) -> UNetState:
     tokenizer = load_clip_tokenizer(settings.cache.resolve() / "tokenizers")
     params = [*parts.unet.parameters(), *parts.text_encoder.parameters()]
     state = UNetState(
@@ -441,18 +523,11 @@ def run(settings: TrainSettings) -> Path:
             _save_unet_state(state, settings.out / f"unet-{state.step}.pt")
             if previous is not None and previous.name != f"unet-{state.step}.pt":
                 previous.unlink()  # only the newest training state is kept (~120 MB each)
-            export(
-                parts,
-                state.ema_unet,
-                state.ema_text,
-                settings.out / f"demo-{state.step}.safetensors",
-                _meta(settings, state.step),
-            )
-    final = export(
-        parts, state.ema_unet, state.ema_text, settings.out / "demo.safetensors", _meta(settings, state.step)
-    )
-    log(stage="done", file=str(final), bytes=final.stat().st_size)
-    return final
+            if vae_ready(False):  # a checkpoint to judge while the run goes on
+                torch.set_num_threads(settings.threads)  # the VAE's core is free again
+                path = settings.out / f"demo-{state.step}.safetensors"
+                export(parts, state.ema_unet, state.ema_text, path, _meta(settings, state.step))
+    return state
 
 
 def _resume(state: UNetState, out: Path, log: Log) -> None:
@@ -502,7 +577,8 @@ def parse_args(argv: Sequence[str] | None) -> TrainSettings:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    run(parse_args(argv))
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    run(parse_args(arguments), arguments)
     return 0
 
 
