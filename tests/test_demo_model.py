@@ -125,6 +125,8 @@ def test_latent_normalisation_is_exact() -> None:
         after = train.encode_means(vae, pixels)
         decoded_after = vae.decode(after).sample
     assert torch.allclose(after, normalised, atol=1e-4)
+    # the UNet process, training beside the VAE's, normalises the code itself: the same map
+    assert torch.allclose(train.normalised_code(before), normalised, atol=1e-5)
     scaled = after * train.VAE_SCALING
     assert torch.allclose(scaled.mean(dim=(0, 2, 3)), torch.zeros(4), atol=1e-4)
     assert torch.allclose(scaled.std(dim=(0, 2, 3)), torch.ones(4), atol=1e-3)

@@ -1,6 +1,6 @@
 """Train the built-in demo model from scratch on procedural shapes (CPU, fixed seeds).
 
-    python -m modules.demo.train --out cache/demo-train-v2 [--threads 2] [--vae-steps N] [--unet-steps N]
+    python -m modules.demo.train --out cache/demo-train-v3 [--threads 2] [--vae-steps N] [--unet-steps N]
 
 Stages, each resumable (a finished stage's file is reused when the command is run again):
 1. VAE (`vae.pt`): AutoencoderKL taught a designed latent code (per 8x8 cell: the cell's colour,
@@ -10,14 +10,17 @@ Stages, each resumable (a finished stage's file is reused when the command is ru
    post_quant_conv, exact) so that latents times SD1's fixed scaling factor 0.18215 have unit
    variance, as the diffusion schedule expects.
 2. Latents (`latents.pt`): the designed code of the training scenes, normalised likewise.
-3. Decoder refinement (`decoder.pt`): the decoder alone, on that fixed code, outline weighted up.
-   Independent of stage 4, so it may run beside it (`--stop-after-decoder` / `--decoder-steps 0`).
+3. Decoder refinement (`decoder.pt`): the decoder alone, on that fixed code, outline weighted up
+   (`DECODER_PASSES`: windows, a polish, whole images).
 4. UNet + text encoder (`unet-<step>.pt` every --save-every steps, resumable): eps prediction on the
    SD1 scaled-linear 1000-step schedule, min-SNR-5 loss weighting, the coverage channel weighted up,
    captions sometimes empty (classifier-free guidance), a bare colour word (negative prompts) or
    without the colour; an EMA copy of the weights is what gets exported.
+   The UNet learns only the designed code, which does not depend on the VAE's weights: with two or
+   more --threads, stages 1-3 run in a child process on one thread beside stage 4, and stage 4
+   takes every thread once the child is done.
 5. Export: `demo.safetensors` (fp16, A1111 single-file layout) in --out; also written for each
-   saved step as `demo-<step>.safetensors` so a run can be judged while it goes on.
+   saved step once the VAE is ready, as `demo-<step>.safetensors`, so a run can be judged as it goes.
 Progress goes to stdout and `<out>/train.log` (one JSON object per line).
 """
 
