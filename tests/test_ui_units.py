@@ -17,6 +17,7 @@ from modules.core.jobs import Job, JobControl
 from modules.core.options import OptionError, Options
 from modules.core.services import Services, build_services
 from modules.core.shared_options import core_registry
+from modules.demo.model import IMAGE_SIZE
 from modules.ui.app import create_ui, order_tabs
 from modules.ui.common import bind_values
 from modules.ui.img2img import init_from_mode, mask_from_layers
@@ -25,6 +26,7 @@ from modules.ui.paste import infotext_to_ui_values, looks_like_infotext, overrid
 from modules.ui.settings import apply_settings
 from modules.ui.toprow import TokenCounter
 from modules.ui.ui_config import UiConfig
+from tests.fixtures_models import TinyModelFiles, link_into
 
 INFOTEXT = (
     "a cat, (sitting:1.2)\nNegative prompt: blurry\n"
@@ -228,3 +230,30 @@ def test_built_ui_has_a1111_element_ids_and_follows_tab_settings(services: Servi
     assert tab_ids[0] == "tab_pnginfo"  # ui_tab_order puts PNG Info first
     assert len(ids) == len(set(ids)), "duplicate element ids"
     assert (services.paths.ui_config_file).is_file()
+
+
+def _component_value(demo: Any, elem_id: str) -> Any:
+    return next(c["props"]["value"] for c in demo.config["components"] if c.get("props", {}).get("elem_id") == elem_id)
+
+
+def test_size_starts_at_the_demo_models_own_size_only_while_it_is_the_only_model(
+    tmp_path: Path, tiny_models: TinyModelFiles
+) -> None:
+    services = build_services(parse_args(["--data-dir", str(tmp_path)]), policy=DevicePolicy.cpu())
+    assert [c.name for c in services.models.list_checkpoints()] == ["demo-shapes.safetensors"]
+    demo = create_ui(services)
+    sizes = [_component_value(demo, f"{tab}_{d}") for tab in ("txt2img", "img2img") for d in ("width", "height")]
+    assert sizes == [IMAGE_SIZE] * 4
+    stored = json.loads((tmp_path / "ui-config.json").read_text())
+    assert stored["txt2img/Width/value"] == 512  # shown, not stored: it must not outlive the demo's turn
+
+    link_into(services.paths.ckpt_dir, tiny_models.checkpoint("sd1"))
+    services.models.refresh()
+    assert _component_value(create_ui(services), "txt2img_width") == 512
+
+    stored["img2img/Height/value"] = 256  # a size of the user's own wins over the demo's
+    (tmp_path / "ui-config.json").write_text(json.dumps(stored))
+    (services.paths.ckpt_dir / "tiny-sd1.safetensors").unlink()
+    services.models.refresh()
+    shown = create_ui(services)
+    assert (_component_value(shown, "img2img_height"), _component_value(shown, "img2img_width")) == (256, IMAGE_SIZE)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -15,6 +17,7 @@ from modules.ui.common import Fields, UiContext, tool_button
 
 UI_DEFAULT_SAMPLER = "DPM++ 2M"
 UI_DEFAULT_STEPS = 20  # A1111's UI default (the API's is 50)
+UI_DEFAULT_SIZE = 512
 
 
 def visible_samplers(ctx: UiContext) -> list[str]:
@@ -43,11 +46,28 @@ def size_controls(tab: str) -> Fields:
     f: Fields = {}
     with gr.Row(elem_id=f"{tab}_dimensions_row"):
         with gr.Column(scale=4, min_width=180):
-            f["width"] = gr.Slider(64, 2048, value=512, step=8, label="Width", elem_id=f"{tab}_width")
-            f["height"] = gr.Slider(64, 2048, value=512, step=8, label="Height", elem_id=f"{tab}_height")
+            f["width"] = gr.Slider(64, 2048, value=UI_DEFAULT_SIZE, step=8, label="Width", elem_id=f"{tab}_width")
+            f["height"] = gr.Slider(64, 2048, value=UI_DEFAULT_SIZE, step=8, label="Height", elem_id=f"{tab}_height")
         swap = tool_button("⇅", f"{tab}_res_switch_btn")
     swap.click(lambda w, h: (h, w), inputs=[f["width"], f["height"]], outputs=[f["width"], f["height"]], queue=False)
     return f
+
+
+def start_at_demo_size(ctx: UiContext, fields: Fields) -> None:
+    """With only the built-in demo model to draw with, Width and Height start at its 128x128 (at
+    512 it draws blobs: it never saw that size). Called after ui-config registration and never
+    stored: a size the user put in ui-config.json wins, and once a checkpoint of the user's is
+    listed the UI starts at 512 again."""
+    from modules.demo.model import IMAGE_SIZE
+
+    models = ctx.services.models
+    builtin = {Path(os.path.abspath(p)) for p in models.registry.builtin_files}
+    listed = models.list_checkpoints()
+    if not listed or any(Path(os.path.abspath(c.filename)) not in builtin for c in listed):
+        return
+    for key in ("width", "height"):
+        if fields[key].value == UI_DEFAULT_SIZE:
+            fields[key].value = IMAGE_SIZE
 
 
 def batch_and_cfg(tab: str) -> Fields:
