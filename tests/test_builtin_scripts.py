@@ -372,31 +372,17 @@ def test_scripts_through_the_http_api(tmp_path: Path, tiny_models: TinyModelFile
 
 def _live_app(data_dir: Path) -> Any:
     """webui.py's start-up with the built-in scripts: bind the extension host, build, serve."""
-    import threading
-    import time
-
-    import uvicorn
 
     from modules.core.services import build_services
     from modules.server import build_app
-    from tests.ui_harness import LiveServer, free_port
+    from tests.ui_harness import free_port, serve
 
     port = free_port()
     services = build_services(parse_args(["--data-dir", str(data_dir), "--port", str(port)]), policy=DevicePolicy.cpu())
     for key, value in {"sd_model_checkpoint": SD1, "live_previews_enable": False, "samples_save": False}.items():
         services.options.set(key, value)
     bound = facade.bind(services, run_installers=False, builtin_dir=data_dir / "none", core_scripts_dir=SCRIPTS)
-    server = uvicorn.Server(
-        uvicorn.Config(build_app(services, extension_host=bound), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.05)
-    return LiveServer(f"http://127.0.0.1:{port}/", services, server, thread)
+    return serve(build_app(services, extension_host=bound), services, port)
 
 
 def _pick(page: Any, elem_id: str, value: str) -> None:

@@ -23,6 +23,7 @@ from tests.ui_harness import (
     CHROMIUM,
     CHROMIUM_ARGS,
     LiveServer,
+    checked_page,
     chromium,
     open_page,
     prepare_data_dir,
@@ -59,11 +60,7 @@ def browser_context(live: LiveServer) -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser_context: Any, live: LiveServer) -> Iterator[Any]:
-    errors: list[str] = []
-    opened = open_page(browser_context, live.url, errors)
-    opened.console_errors = errors  # type: ignore[attr-defined]
-    yield opened
-    opened.close()
+    yield from checked_page(browser_context, live.url)
 
 
 # --- helpers ---------------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,12 +18,13 @@ from tests.fixtures_models import TinyModelFiles
 from tests.ui_harness import (
     ARTIFACTS,
     LiveServer,
+    checked_page,
     chromium,
     free_port,
-    open_page,
     prepare_data_dir,
     require_browser,
     select_dropdown,
+    serve,
     set_number,
 )
 
@@ -38,7 +38,6 @@ SD1, SDXL = "tiny-sd1", "tiny-sdxl"
 
 def _start_with_extensions(data_dir: Path) -> LiveServer:
     """What webui.py does: preload flags, bind the extension host, build the app, serve it."""
-    import uvicorn
 
     from modules.core.cmd_args import parse_args
     from modules.core.devices import DevicePolicy
@@ -56,16 +55,7 @@ def _start_with_extensions(data_dir: Path) -> LiveServer:
     host = facade.bind(
         services, run_installers=False, builtin_dir=data_dir / "no-builtins", core_scripts_dir=None, preload=preload
     )
-    app = build_app(services, extension_host=host)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.05)
-    return LiveServer(f"http://127.0.0.1:{port}/", services, server, thread)
+    return serve(build_app(services, extension_host=host), services, port)
 
 
 @pytest.fixture(scope="module")
@@ -93,11 +83,7 @@ def browser_context(live: LiveServer) -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser_context: Any, live: LiveServer) -> Iterator[Any]:
-    errors: list[str] = []
-    opened = open_page(browser_context, live.url, errors)
-    opened.console_errors = errors  # type: ignore[attr-defined]
-    yield opened
-    opened.close()
+    yield from checked_page(browser_context, live.url)
 
 
 # --- helpers -----------------------------------------------------------------------------------------

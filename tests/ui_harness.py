@@ -73,8 +73,6 @@ class LiveServer:
 
 
 def start_server(data_dir: Path, *extra_args: str) -> LiveServer:
-    import uvicorn
-
     from modules.core.cmd_args import parse_args
     from modules.core.devices import DevicePolicy
     from modules.core.services import build_services
@@ -83,7 +81,13 @@ def start_server(data_dir: Path, *extra_args: str) -> LiveServer:
     port = free_port()
     args = parse_args(["--data-dir", str(data_dir), "--port", str(port), *extra_args])
     services = build_services(args, policy=DevicePolicy.cpu())
-    app = build_app(services)
+    return serve(build_app(services), services, port)
+
+
+def serve(app: Any, services: Any, port: int) -> LiveServer:
+    """Run `app` on a real uvicorn server on 127.0.0.1:`port` in a thread, once it accepts requests."""
+    import uvicorn
+
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
@@ -108,6 +112,15 @@ def chromium(width: int = 1280, height: int = 900) -> Iterator[Any]:
             yield context
         finally:
             browser.close()
+
+
+def checked_page(context: Any, url: str) -> Iterator[Any]:
+    """For a `page` fixture: the opened UI page with its console errors as `.console_errors`."""
+    errors: list[str] = []
+    opened = open_page(context, url, errors)
+    opened.console_errors = errors
+    yield opened
+    opened.close()
 
 
 def open_page(context: Any, url: str, errors: list[str]) -> Any:
