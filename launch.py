@@ -1,6 +1,6 @@
 """A1111's `launch` module for extensions' install.py: is_installed, run_pip, run, python.
 
-install.py runs in a subprocess with this folder on PYTHONPATH (modules/extensions/installer.py),
+install.py runs in a subprocess with this folder on PYTHONPATH (modules/extension_host/installer.py),
 so `import launch` finds this file. pip calls made here honour PIP_CONSTRAINT, which the
 installer sets to pin the web UI's core packages. Importing this module has no side effects;
 `python launch.py [flags]` starts the web UI like webui.py (A1111 habit).

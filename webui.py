@@ -41,7 +41,7 @@ def _announce_when_up(url: str, probe: str, started: float) -> None:
 def main(argv: list[str]) -> int:
     started = time.monotonic()
     from modules.core.cmd_args import ArgumentError, bind_host, is_non_local, parse_args
-    from modules.extensions.preload import collect_preload_hooks
+    from modules.extension_host.preload import collect_preload_hooks
 
     preload = collect_preload_hooks(argv)  # extensions' preload.py may add flags before parsing
     try:
@@ -57,7 +57,7 @@ def main(argv: list[str]) -> int:
 
     from modules.api.auth import AuthConfigError
     from modules.core.services import build_services
-    from modules.extensions.facade import bind
+    from modules.extension_host.facade import bind
     from modules.server import build_app
 
     try:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from modules.extensions.extra_networks import ExtraNetwork, ExtraNetworkParams, parse_prompt, parse_prompts
-from modules.extensions.facade import caller_file, current
+from modules.extension_host.extra_networks import ExtraNetwork, ExtraNetworkParams, parse_prompt, parse_prompts
+from modules.extension_host.facade import caller_file, current
 
 __all__ = [
     "ExtraNetwork",

@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from modules.extensions.facade import current
+from modules.extension_host.facade import current
 from modules.models.hashes import HashCache, sha256_file
 from modules.models.hashes import addnet_hash_safetensors as _addnet_hash_file
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from PIL import Image
 
-from modules.extensions.facade import current
+from modules.extension_host.facade import current
 from modules.generation import image_io
 from modules.generation.filename_pattern import FilenameContext
 from modules.generation.grid_legend import GridAnnotation, draw_grid_annotations, draw_prompt_matrix

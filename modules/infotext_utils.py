@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from modules.extensions.facade import current
+from modules.extension_host.facade import current
 from modules.generation import infotext as _infotext
 
 __all__ = [

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from modules.core.paths import REPO_ROOT
-from modules.extensions.facade import current
-from modules.extensions.preload import BUILTIN_DIR
+from modules.extension_host.facade import current
+from modules.extension_host.preload import BUILTIN_DIR
 
 __all__ = ["extensions_builtin_dir", "script_path"]
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from modules.extensions.compat_processing import Processed, fix_seed
-from modules.extensions.facade import current
+from modules.extension_host.compat_processing import Processed, fix_seed
+from modules.extension_host.facade import current
 from modules.generation.processing import Processing
 from modules.generation.rng import get_fixed_seed
 

@@ -2,7 +2,7 @@
 
 Every `on_*(callback, *, name=None)` records the calling file, so ordering ids are
 `<extension>/<file>/<category>[/<name>]` as in A1111, and `remove_current_script_callbacks()`
-works. Parameter objects have A1111's attributes (modules.extensions.callbacks).
+works. Parameter objects have A1111's attributes (modules.extension_host.callbacks).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from modules.extensions.callbacks import (
+from modules.extension_host.callbacks import (
     CATEGORIES,
     AfterCFGCallbackParams,
     BeforeTokenCounterParams,
@@ -22,7 +22,7 @@ from modules.extensions.callbacks import (
     ScriptCallback,
     UiTrainTabParams,
 )
-from modules.extensions.facade import caller_file, current
+from modules.extension_host.facade import caller_file, current
 
 __all__ = [
     "CATEGORIES",

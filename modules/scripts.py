@@ -11,10 +11,10 @@ from collections import namedtuple
 from typing import Any
 
 from modules.core.paths import REPO_ROOT
-from modules.extensions.facade import Lazy, current
-from modules.extensions.loader import basedir, list_script_files
-from modules.extensions.metadata import topological_sort
-from modules.extensions.script_base import (
+from modules.extension_host.facade import Lazy, current
+from modules.extension_host.loader import basedir, list_script_files
+from modules.extension_host.metadata import topological_sort
+from modules.extension_host.script_base import (
     AlwaysVisible,
     MaskBlendArgs,
     OnComponent,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from modules.extensions.postprocessing import (
+from modules.extension_host.postprocessing import (
     PostprocessedImage,
     PostprocessedImageSharedInfo,
     PostprocessingScripts,

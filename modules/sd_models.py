@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from modules.extensions.compat_runtime import CheckpointInfoView, SdModelView
-from modules.extensions.facade import current
+from modules.extension_host.compat_runtime import CheckpointInfoView, SdModelView
+from modules.extension_host.facade import current
 from modules.models.hashes import legacy_model_hash
 
 __all__ = [

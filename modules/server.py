@@ -34,7 +34,7 @@ from modules.api.security import HostPolicy, OriginPolicy, SecurityMiddleware
 from modules.core.services import Services
 
 if TYPE_CHECKING:
-    from modules.extensions.host import ExtensionHost
+    from modules.extension_host.host import ExtensionHost
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def build_app(
 ) -> FastAPI:
     """The whole web application for these services (UI unless --nowebui, API with --api/--nowebui).
 
-    `extension_host` (from modules.extensions.facade.bind) adds the extension routes and runs
+    `extension_host` (from modules.extension_host.facade.bind) adds the extension routes and runs
     on_app_started; `server_control` is what server-kill/restart/stop do (with --api-server-stop;
     default: exit the process); `hostname` overrides the machine name for the Host header check.
     """
@@ -159,7 +159,7 @@ def build_app(
     paths = services.paths
     add_file_routes(app, paths.data_dir, allowed_roots(paths.outputs_dir, args.gradio_allowed_path or []))
     if extension_host is not None:
-        from modules.extensions.api import register_extension_routes
+        from modules.extension_host.api import register_extension_routes
 
         register_extension_routes(app, extension_host)
     if args.api or args.nowebui:

@@ -1,6 +1,6 @@
 """A1111's `modules.shared` for extensions: views onto the running app (docs/extensions.md).
 
-No state lives here: every name resolves through modules.extensions.facade to the bound app.
+No state lives here: every name resolves through modules.extension_host.facade to the bound app.
 `opts` reads the job's settings inside a job; `state` is the current job's progress/control.
 """
 
@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from modules.core.paths import REPO_ROOT
-from modules.extensions.compat_options import OptionHTML, OptionInfo, OptionsTemplates, options_section
-from modules.extensions.facade import Lazy, current
-from modules.extensions.host import ExtensionHost
+from modules.extension_host.compat_options import OptionHTML, OptionInfo, OptionsTemplates, options_section
+from modules.extension_host.facade import Lazy, current
+from modules.extension_host.host import ExtensionHost
 
 __all__ = [
     "OptionHTML",

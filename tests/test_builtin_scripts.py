@@ -16,9 +16,9 @@ from modules.core.cmd_args import parse_args
 from modules.core.devices import DevicePolicy
 from modules.core.jobs import JobControl
 from modules.core.paths import REPO_ROOT
-from modules.extensions import facade
-from modules.extensions.host import ExtensionHost
-from modules.extensions.runner import ScriptRunError
+from modules.extension_host import facade
+from modules.extension_host.host import ExtensionHost
+from modules.extension_host.runner import ScriptRunError
 from modules.generation.infotext import parse_generation_parameters
 from modules.generation.processing import GenerationResult
 from modules.generation.requests import Txt2ImgRequest

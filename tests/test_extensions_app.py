@@ -17,13 +17,13 @@ from PIL import Image
 
 from modules.core.cmd_args import ArgumentError, parse_args
 from modules.core.services import build_services
-from modules.extensions import facade
-from modules.extensions.api import register_extension_routes
-from modules.extensions.host import ExtensionHost
-from modules.extensions.index import ExtensionIndexError, load_index
-from modules.extensions.postprocessing import PostprocessedImage
-from modules.extensions.preload import collect_preload_hooks
-from modules.extensions.ui_tab import ExtensionsTab
+from modules.extension_host import facade
+from modules.extension_host.api import register_extension_routes
+from modules.extension_host.host import ExtensionHost
+from modules.extension_host.index import ExtensionIndexError, load_index
+from modules.extension_host.postprocessing import PostprocessedImage
+from modules.extension_host.preload import collect_preload_hooks
+from modules.extension_host.ui_tab import ExtensionsTab
 
 FIXTURES = Path(__file__).parent / "extensions_fixtures"
 TOYS = ("toy-ui", "toy-prompts", "toy-postprocess", "toy-broken")
@@ -241,7 +241,7 @@ def test_available_index_from_a_local_file(data_dir: Path, tmp_path: Path) -> No
 def test_extensions_tab_actions(data_dir: Path) -> None:
     import gradio as gr
 
-    from modules.extensions.ui_tab import build_extensions_tab
+    from modules.extension_host.ui_tab import build_extensions_tab
 
     host = _start(data_dir)
     with gr.Blocks(), gr.Tabs(), gr.Tab("Extensions"):  # app.py makes the tab
@@ -283,7 +283,7 @@ def test_a1111_extension_list_api(data_dir: Path) -> None:
 
 def test_unbound_facade_says_what_to_do() -> None:
     from modules import shared
-    from modules.extensions.facade import FacadeNotBound
+    from modules.extension_host.facade import FacadeNotBound
 
     facade.unbind()
     with pytest.raises(FacadeNotBound, match="bind"):
@@ -293,9 +293,9 @@ def test_unbound_facade_says_what_to_do() -> None:
 
 
 def test_metadata_requires_before_after(tmp_path: Path) -> None:
-    from modules.extensions.discovery import check_requirements, discover
-    from modules.extensions.loader import list_script_files
-    from modules.extensions.problems import ProblemLog
+    from modules.extension_host.discovery import check_requirements, discover
+    from modules.extension_host.loader import list_script_files
+    from modules.extension_host.problems import ProblemLog
 
     root = tmp_path / "extensions"
     for name, files in {"a-ext": ["one.py", "two.py"], "b-ext": ["three.py"], "c-ext": ["four.py"]}.items():
@@ -320,9 +320,9 @@ def test_metadata_requires_before_after(tmp_path: Path) -> None:
 
 
 def test_callback_order_and_isolation() -> None:
-    from modules.extensions.callbacks import CallbackRegistry
-    from modules.extensions.metadata import CallbackOrder
-    from modules.extensions.problems import ProblemLog
+    from modules.extension_host.callbacks import CallbackRegistry
+    from modules.extension_host.metadata import CallbackOrder
+    from modules.extension_host.problems import ProblemLog
 
     calls: list[str] = []
     problems = ProblemLog()

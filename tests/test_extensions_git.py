@@ -18,9 +18,9 @@ from fastapi.testclient import TestClient
 
 from modules.core.cmd_args import parse_args
 from modules.core.services import build_services
-from modules.extensions import facade
-from modules.extensions.api import register_extension_routes
-from modules.extensions.gitops import (
+from modules.extension_host import facade
+from modules.extension_host.api import register_extension_routes
+from modules.extension_host.gitops import (
     ExtensionAccessDenied,
     ExtensionExists,
     GitOperationFailed,
@@ -31,8 +31,8 @@ from modules.extensions.gitops import (
     sanitize_folder_name,
     validate_url,
 )
-from modules.extensions.host import ExtensionHost
-from modules.extensions.installer import Installer
+from modules.extension_host.host import ExtensionHost
+from modules.extension_host.installer import Installer
 
 FIXTURES = Path(__file__).parent / "extensions_fixtures"
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}

@@ -20,11 +20,11 @@ import pytest
 from PIL import Image
 
 from modules.core.cmd_args import parse_args
-from modules.extensions import facade
-from modules.extensions.callbacks import CallbackRegistry
-from modules.extensions.generation_hooks import GenerationCallbacks, before_token_counter, infotext_pasted
-from modules.extensions.host import ExtensionHost
-from modules.extensions.problems import ProblemLog
+from modules.extension_host import facade
+from modules.extension_host.callbacks import CallbackRegistry
+from modules.extension_host.generation_hooks import GenerationCallbacks, before_token_counter, infotext_pasted
+from modules.extension_host.host import ExtensionHost
+from modules.extension_host.problems import ProblemLog
 from modules.generation.denoiser import DenoiserEvents
 from modules.generation.hooks import ScriptHooks
 from modules.generation.image_io import read_info_from_image

@@ -13,10 +13,10 @@ import pytest
 
 from modules.core.cmd_args import parse_args
 from modules.core.jobs import JobControl
-from modules.extensions import facade
-from modules.extensions.host import ExtensionHost
-from modules.extensions.preload import collect_preload_hooks
-from modules.extensions.runner import ScriptNotFound, ScriptRunError
+from modules.extension_host import facade
+from modules.extension_host.host import ExtensionHost
+from modules.extension_host.preload import collect_preload_hooks
+from modules.extension_host.runner import ScriptNotFound, ScriptRunError
 from modules.generation.requests import Txt2ImgRequest
 from tests.gen_env import SD1, GenEnv, env_services, pixels
 
@@ -243,7 +243,7 @@ def test_shared_facade_views(host: ExtensionHost) -> None:
 
 def test_state_is_the_jobs_control_inside_a_job(host: ExtensionHost) -> None:
     from modules import shared
-    from modules.extensions.runner import job_context
+    from modules.extension_host.runner import job_context
 
     control = JobControl()
     with job_context(None, control):

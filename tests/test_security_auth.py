@@ -303,7 +303,7 @@ def test_failed_logins_are_throttled_per_address(live: LiveServer) -> None:
 
 
 class FakeExtensionHost:
-    """Stands in for modules.extensions.host.ExtensionHost: adds a route in on_app_started."""
+    """Stands in for modules.extension_host.host.ExtensionHost: adds a route in on_app_started."""
 
     def __init__(self) -> None:
         self.started_with: list[Any] = []

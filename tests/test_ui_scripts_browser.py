@@ -42,8 +42,8 @@ def _start_with_extensions(data_dir: Path) -> LiveServer:
     from modules.core.cmd_args import parse_args
     from modules.core.devices import DevicePolicy
     from modules.core.services import build_services
-    from modules.extensions import facade
-    from modules.extensions.preload import collect_preload_hooks
+    from modules.extension_host import facade
+    from modules.extension_host.preload import collect_preload_hooks
     from modules.server import build_app
 
     port = free_port()
@@ -60,7 +60,7 @@ def _start_with_extensions(data_dir: Path) -> LiveServer:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModelFiles) -> Iterator[LiveServer]:
-    from modules.extensions import facade
+    from modules.extension_host import facade
 
     require_browser()
     data = prepare_data_dir(tmp_path_factory.mktemp("ui-ext"), tiny_models, families=("sd1", "sdxl", "sdxl-refiner"))

@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from typing import Any, cast
 
 from modules.core.jobs import JobControl
-from modules.extensions.facade import current
-from modules.extensions.runner import CURRENT_CONTROL
+from modules.extension_host.facade import current
+from modules.extension_host.runner import CURRENT_CONTROL
 
 log = logging.getLogger(__name__)
 

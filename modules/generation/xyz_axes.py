@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from modules.extensions.facade import current
+from modules.extension_host.facade import current
 from modules.generation import samplers
 from modules.generation.xyz_values import AxisValueError, join_csv, parse_axis_values, split_values
 

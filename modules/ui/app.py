@@ -79,7 +79,7 @@ def create_ui(
 ) -> gr.Blocks:
     """Build the whole UI for these services (no model is loaded here).
 
-    `extension_host` (modules.extensions.host.ExtensionHost) adds the Extensions tab."""
+    `extension_host` (modules.extension_host.host.ExtensionHost) adds the Extensions tab."""
     paths = services.paths
     ctx = UiContext(services, UiConfig.load(paths.ui_config_file), extension_host=extension_host)
     ctx.networks = catalogue_for(ctx)
@@ -97,7 +97,7 @@ def create_ui(
     for ext in extension_tabs:
         builders[ext.title] = (ext.elem_id, ext.blocks.render)
     if extension_host is not None:
-        from modules.extensions.ui_tab import build_extensions_tab
+        from modules.extension_host.ui_tab import build_extensions_tab
 
         builders["Extensions"] = ("extensions", lambda: build_extensions_tab(extension_host))
     with gr.Blocks(title="Stable Diffusion", analytics_enabled=False) as demo:

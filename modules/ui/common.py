@@ -44,7 +44,7 @@ class UiContext:
     targets: SendTargets = field(default_factory=SendTargets)
     output_panels: list[Any] = field(default_factory=list)
     networks: Any = None  # NetworkCatalogue for the extra networks panels
-    extension_host: Any = None  # modules.extensions.host.ExtensionHost (None: UI built without scripts)
+    extension_host: Any = None  # modules.extension_host.host.ExtensionHost (None: UI built without scripts)
 
     @property
     def settings(self) -> dict[str, Any]:

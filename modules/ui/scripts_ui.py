@@ -67,7 +67,7 @@ class ScriptsUi:
     inputs: list[Component]
     paste_fields: list[ScriptPasteField] = field(default_factory=list)
     paste_field_names: list[str] = field(default_factory=list)
-    runner: Any = None  # modules.extensions.runner.ScriptRunner
+    runner: Any = None  # modules.extension_host.runner.ScriptRunner
 
     def hooks(self, values: Sequence[Any]) -> ScriptHooks:
         """The hooks of one job for the values the inputs showed when Generate was clicked."""

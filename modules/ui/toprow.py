@@ -10,7 +10,7 @@ from typing import Any
 import gradio as gr
 
 from modules.core.jobs import JobNotFound
-from modules.extensions.generation_hooks import before_token_counter
+from modules.extension_host.generation_hooks import before_token_counter
 from modules.generation.chunking import PromptChunker, TokenCount
 from modules.generation.prompt_parser import (
     get_learned_conditioning_prompt_schedules,

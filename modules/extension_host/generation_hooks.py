@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from modules.extensions.callbacks import BeforeTokenCounterParams, CallbackRegistry
+from modules.extension_host.callbacks import BeforeTokenCounterParams, CallbackRegistry
 from modules.generation.hooks import (
     AfterCFGCallbackParams,
     CFGDenoisedParams,
@@ -28,7 +28,7 @@ from modules.generation.hooks import (
 )
 
 if TYPE_CHECKING:
-    from modules.extensions.host import ExtensionHost
+    from modules.extension_host.host import ExtensionHost
 
 # ScriptHooks events that are script_callbacks categories (the others are Script hooks).
 CALLBACK_EVENTS = frozenset(
@@ -55,7 +55,7 @@ class GenerationCallbacks:
         if p is None:  # keep whatever job context is current
             registry.run(category, params)
             return
-        from modules.extensions.runner import job_context  # the runner imports this module
+        from modules.extension_host.runner import job_context  # the runner imports this module
 
         with job_context(p, getattr(self, "control", None)):
             registry.run(category, params)
@@ -90,7 +90,7 @@ def connect_generation_events(host: ExtensionHost) -> Callable[[], None]:
 
     def model_loaded(model: Any) -> None:
         if callbacks.count("model_loaded"):
-            from modules.extensions.compat_runtime import SdModelView  # imports the runner, which imports us
+            from modules.extension_host.compat_runtime import SdModelView  # imports the runner, which imports us
 
             callbacks.model_loaded(SdModelView(model))
 

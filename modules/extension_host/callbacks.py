@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from modules.extensions.metadata import CallbackOrder, order_by_instructions
-from modules.extensions.problems import ProblemLog
+from modules.extension_host.metadata import CallbackOrder, order_by_instructions
+from modules.extension_host.problems import ProblemLog
 from modules.generation.hooks import (
     AfterCFGCallbackParams,
     CFGDenoisedParams,

@@ -12,9 +12,9 @@ import datetime
 import html
 from typing import Any
 
-from modules.extensions.gitops import ExtensionError
-from modules.extensions.host import ExtensionHost
-from modules.extensions.index import ExtensionIndexError, normalize_git_url
+from modules.extension_host.gitops import ExtensionError
+from modules.extension_host.host import ExtensionHost
+from modules.extension_host.index import ExtensionIndexError, normalize_git_url
 
 
 def _esc(value: Any) -> str:

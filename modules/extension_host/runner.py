@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from modules.core.jobs import JobControl
-from modules.extensions.generation_hooks import GenerationCallbacks  # script_callbacks of a job
-from modules.extensions.loader import ScriptClass
-from modules.extensions.metadata import CallbackOrder, order_by_instructions
-from modules.extensions.problems import ProblemLog
-from modules.extensions.script_base import AlwaysVisible, OnComponent, Script
+from modules.extension_host.generation_hooks import GenerationCallbacks  # script_callbacks of a job
+from modules.extension_host.loader import ScriptClass
+from modules.extension_host.metadata import CallbackOrder, order_by_instructions
+from modules.extension_host.problems import ProblemLog
+from modules.extension_host.script_base import AlwaysVisible, OnComponent, Script
 from modules.generation.hooks import ScriptHooks
 
 TABS = ("txt2img", "img2img")

@@ -16,16 +16,16 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
-from modules.extensions import assets
-from modules.extensions.gitops import (
+from modules.extension_host import assets
+from modules.extension_host.gitops import (
     ExtensionAccessDenied,
     ExtensionError,
     ExtensionExists,
     ExtensionNotFound,
     GitOperationFailed,
 )
-from modules.extensions.host import ExtensionHost, InstalledExtension
-from modules.extensions.index import ExtensionIndexError, entry_dict, normalize_git_url
+from modules.extension_host.host import ExtensionHost, InstalledExtension
+from modules.extension_host.index import ExtensionIndexError, entry_dict, normalize_git_url
 
 
 class InstallBody(BaseModel):

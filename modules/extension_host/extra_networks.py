@@ -13,7 +13,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from modules.extensions.problems import ProblemLog
+from modules.extension_host.problems import ProblemLog
 from modules.generation.prompt_parser import parse_extra_network_prompts, parse_extra_network_tags
 
 

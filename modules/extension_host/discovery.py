@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from modules.extensions.metadata import ExtensionMetadata
-from modules.extensions.problems import ProblemLog
+from modules.extension_host.metadata import ExtensionMetadata
+from modules.extension_host.problems import ProblemLog
 
 
 class DisableMode(StrEnum):

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from modules.extensions.problems import ProblemLog
+from modules.extension_host.problems import ProblemLog
 
 
 class PostprocessedImageSharedInfo:

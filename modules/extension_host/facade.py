@@ -16,8 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modules.extensions.host import ExtensionHost
-from modules.extensions.preload import PreloadHooks
+from modules.extension_host.host import ExtensionHost
+from modules.extension_host.preload import PreloadHooks
 from modules.generation.hooks import ScriptHooks
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ def current() -> ExtensionHost:
     if host is None:
         raise FacadeNotBound(
             "The A1111 compatibility modules (modules.shared, modules.scripts, ...) were used before the "
-            "web UI bound them; modules.extensions.facade.bind(services) must run first."
+            "web UI bound them; modules.extension_host.facade.bind(services) must run first."
         )
     return host
 

@@ -22,11 +22,11 @@ from pathlib import Path
 from types import ModuleType
 
 from modules.core.paths import REPO_ROOT
-from modules.extensions.discovery import Extension
-from modules.extensions.metadata import topological_sort
-from modules.extensions.postprocessing import ScriptPostprocessing
-from modules.extensions.problems import ProblemLog
-from modules.extensions.script_base import Script, ScriptBuiltinUI
+from modules.extension_host.discovery import Extension
+from modules.extension_host.metadata import topological_sort
+from modules.extension_host.postprocessing import ScriptPostprocessing
+from modules.extension_host.problems import ProblemLog
+from modules.extension_host.script_base import Script, ScriptBuiltinUI
 
 # The folder `modules.scripts.basedir()` reports: the extension being imported, else the web UI root.
 CURRENT_BASEDIR: contextvars.ContextVar[Path | None] = contextvars.ContextVar("extension_basedir", default=None)

@@ -4,7 +4,7 @@ It discovers extensions, runs their installers, imports their scripts, owns the 
 registry, the script runner the engine calls and the Extras scripts, and offers what the UI,
 the API and the server call (tabs, script UI, JS/CSS, install/update/remove). The A1111
 facades (`modules.shared` & co.) are views onto the host bound by
-`modules.extensions.facade.bind`.
+`modules.extension_host.facade.bind`.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from modules.core.jobs import JobControl
 from modules.core.options import OptionInfo as CoreOptionInfo
 from modules.core.options import OptionsRegistry
 from modules.core.paths import REPO_ROOT
-from modules.extensions import assets, index
-from modules.extensions.callbacks import CallbackRegistry
-from modules.extensions.compat_options import OptsView
-from modules.extensions.compat_processing import (
+from modules.extension_host import assets, index
+from modules.extension_host.callbacks import CallbackRegistry
+from modules.extension_host.compat_options import OptsView
+from modules.extension_host.compat_processing import (
     Processed,
     as_images,
     prepare_p,
@@ -31,19 +31,26 @@ from modules.extensions.compat_processing import (
     unwrap_processed,
     wrap_processed,
 )
-from modules.extensions.compat_runtime import CmdOptsView, SdModelView, StateView
-from modules.extensions.component_hooks import component_callbacks
-from modules.extensions.discovery import DisableMode, Extension, active, check_requirements, discover, find_extension
-from modules.extensions.extra_networks import ExtraNetworkRegistry
-from modules.extensions.generation_hooks import connect_generation_events
-from modules.extensions.gitops import ExtensionAccess, GitExtensions, GitInfo, InstallOutcome
-from modules.extensions.installer import Installer, InstallRun, InstallStamps, fingerprint, write_constraints
-from modules.extensions.loader import LoadedScripts, list_script_files, load_script_files
-from modules.extensions.metadata import CallbackOrder
-from modules.extensions.postprocessing import PostprocessingScripts
-from modules.extensions.preload import BUILTIN_DIR, disable_mode
-from modules.extensions.problems import Problem, ProblemLog
-from modules.extensions.runner import CURRENT_CONTROL, TABS, HookOrdering, ScriptRunner, TabScripts
+from modules.extension_host.compat_runtime import CmdOptsView, SdModelView, StateView
+from modules.extension_host.component_hooks import component_callbacks
+from modules.extension_host.discovery import (
+    DisableMode,
+    Extension,
+    active,
+    check_requirements,
+    discover,
+    find_extension,
+)
+from modules.extension_host.extra_networks import ExtraNetworkRegistry
+from modules.extension_host.generation_hooks import connect_generation_events
+from modules.extension_host.gitops import ExtensionAccess, GitExtensions, GitInfo, InstallOutcome
+from modules.extension_host.installer import Installer, InstallRun, InstallStamps, fingerprint, write_constraints
+from modules.extension_host.loader import LoadedScripts, list_script_files, load_script_files
+from modules.extension_host.metadata import CallbackOrder
+from modules.extension_host.postprocessing import PostprocessingScripts
+from modules.extension_host.preload import BUILTIN_DIR, disable_mode
+from modules.extension_host.problems import Problem, ProblemLog
+from modules.extension_host.runner import CURRENT_CONTROL, TABS, HookOrdering, ScriptRunner, TabScripts
 from modules.generation.processing import Processing
 from modules.generation.requests import Img2ImgRequest, Txt2ImgRequest
 

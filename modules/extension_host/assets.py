@@ -2,7 +2,7 @@
 
 A1111 order: scripts after the core script.js and javascript/ (extensions in load order, files
 sorted by name; .mjs as `type="module"`), extension style.css after the core CSS, the data dir's
-user.css last. Files are served by `modules.extensions.api` under ASSET_ROUTE, addressed by
+user.css last. Files are served by `modules.extension_host.api` under ASSET_ROUTE, addressed by
 extension name and relative path, so nothing outside an active extension can be fetched.
 """
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from modules.extensions.discovery import Extension
+from modules.extension_host.discovery import Extension
 
 log = logging.getLogger("extensions")
 

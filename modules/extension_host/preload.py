@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from modules.core.paths import REPO_ROOT
-from modules.extensions.discovery import DisableMode, active, discover
-from modules.extensions.problems import ProblemLog
+from modules.extension_host.discovery import DisableMode, active, discover
+from modules.extension_host.problems import ProblemLog
 
 log = logging.getLogger("extensions")
 
