@@ -169,6 +169,7 @@ class Options:
         self._data: dict[str, Any] = {}
         self._lock = threading.RLock()
         self._listeners: dict[str, list[Callable[[], None]]] = {}
+        self.load_problems: list[str] = []  # stored values refused by load(), for the UI to show
 
     # --- reading -------------------------------------------------------------------------
     def get(self, key: str) -> Any:
@@ -233,16 +234,20 @@ class Options:
             log.warning("settings file %s is unreadable (%s); moved to %s, using defaults", self.path, exc, aside)
             return
         loaded: dict[str, Any] = {}
+        problems: list[str] = []
         for key, value in data.items():
             if key in self.registry:
+                info = self.registry[key]
                 try:
-                    value = coerce_value(self.registry[key], value, check_choices=False)
-                except OptionError as exc:
-                    log.warning("ignoring stored value: %s", exc)
+                    value = coerce_value(info, value)
+                except OptionError as exc:  # a stored value must never break generation: the default
+                    problems.append(f"{info.label} ({key}): stored value ignored ({exc}); using {info.default!r}")
+                    log.warning("config.json: %s", problems[-1])
                     continue
             loaded[key] = value  # unknown keys kept (an extension not loaded now may own them)
         with self._lock:
             self._data = loaded
+            self.load_problems = problems
 
     def save(self) -> None:
         if self.path is None:

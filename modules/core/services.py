@@ -43,7 +43,7 @@ class Services:
 
 def build_services(args: argparse.Namespace, *, policy: DevicePolicy | None = None) -> Services:
     """Create folders, read settings, pick devices, index models. No model is loaded here."""
-    from modules.demo.builtin import builtin_checkpoints
+    from modules.demo.builtin import DEMO_NATIVE_SIZE, builtin_checkpoints
     from modules.generation.engine import GenerationService
     from modules.generation.speed.settings import speed_options
     from modules.generation.styles import StyleDatabase
@@ -56,6 +56,9 @@ def build_services(args: argparse.Namespace, *, policy: DevicePolicy | None = No
     from modules.train.options import TRAIN_OPTIONS
     from modules.train.service import build_training_service
 
+    from modules.models.ml_imports import import_ml_libraries
+
+    import_ml_libraries()  # here, in the caller's (main) thread: lazy names race between threads
     paths = Paths.from_args(args)
     paths.ensure()
     registry = core_registry()
@@ -75,6 +78,7 @@ def build_services(args: argparse.Namespace, *, policy: DevicePolicy | None = No
         safe_unpickle=not args.disable_safe_unpickle,
         cache_size=lambda: int(options.get("sd_checkpoint_cache")),
         builtin_checkpoints=builtin_checkpoints(),
+        builtin_native_size=DEMO_NATIVE_SIZE,
     )
     models.refresh()
     generation = GenerationService(

@@ -6,6 +6,7 @@ from pathlib import Path
 
 BUILTIN_DIR = Path(__file__).resolve().parents[1] / "models" / "builtin"
 DEMO_CHECKPOINT = BUILTIN_DIR / "demo-shapes.safetensors"
+DEMO_NATIVE_SIZE = 128  # the demo model's training size (modules.demo.model.IMAGE_SIZE)
 
 
 def builtin_checkpoints(builtin_dir: Path = BUILTIN_DIR) -> tuple[Path, ...]:

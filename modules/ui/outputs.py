@@ -7,9 +7,7 @@ saved (so a download is the saved file, infotext included), else PNGs carrying t
 
 from __future__ import annotations
 
-import base64
 import csv
-import io
 import json
 import logging
 import os
@@ -141,10 +139,11 @@ def _seconds(value: float) -> str:
     return f"{value // 60}m {value % 60:02d}s" if value >= 60 else f"{value}s"
 
 
-def _preview_data_uri(image: Image.Image) -> str:
-    buf = io.BytesIO()
-    image.convert("RGB").save(buf, format="JPEG", quality=85)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+def preview_at_output_size(image: Image.Image, size: tuple[int, int] | None) -> Image.Image:
+    """A cheap preview is latent-sized (1/8): shown scaled to the image being made."""
+    if size is None or image.size == size:
+        return image.copy()
+    return image.resize(size, Image.Resampling.BILINEAR)
 
 
 def gallery_items(ctx: UiContext, result: GenerationResult) -> list[Any]:
@@ -169,19 +168,25 @@ def stream_job(
     """Submit `fn` to the job queue and stream progress, then the result, into `panel`."""
     job = ctx.services.jobs.submit(kind, fn, owner=user)
     yield {panel.task_id: job.id, panel.progress: progress_html(job, ctx.services.jobs.position(job), None)}
-    preview_id, preview_uri = -1, None
+    preview_id = -1
     while not job.done_event.wait(POLL_SECONDS):
         control = job.control
+        update: dict[Component, Any] = {panel.progress: progress_html(job, ctx.services.jobs.position(job), None)}
         if control.preview is not None and control.preview_id != preview_id:
-            preview_id, preview_uri = control.preview_id, _preview_data_uri(control.preview)
-        yield {panel.progress: progress_html(job, ctx.services.jobs.position(job), preview_uri)}
+            # A1111 shows the live preview where the result will be, at the output's size
+            preview_id = control.preview_id
+            update[panel.gallery] = [preview_at_output_size(control.preview, control.preview_size)]
+        yield update
+    cleared = {panel.gallery: []} if preview_id >= 0 else {}
     try:
         result = job.wait()
     except JobInterrupted:
-        yield {panel.progress: "", panel.html_info: infotext_html("Interrupted before it started."), panel.task_id: ""}
+        message = infotext_html("Interrupted before it started.")
+        yield {**cleared, panel.progress: "", panel.html_info: message, panel.task_id: ""}
         return
     except Exception as exc:  # boundary: show the job's error in the tab instead of a stack trace
-        yield {panel.progress: "", panel.html_info: error_html(f"{type(exc).__name__}: {exc}"), panel.task_id: ""}
+        message = error_html(f"{type(exc).__name__}: {exc}")
+        yield {**cleared, panel.progress: "", panel.html_info: message, panel.task_id: ""}
         return
     yield result_updates(ctx, panel, result)
 
