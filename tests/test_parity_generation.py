@@ -20,11 +20,11 @@ from modules.core.devices import DevicePolicy
 from modules.core.jobs import JobControl
 from modules.core.options import Options
 from modules.core.shared_options import core_registry
-from modules.demo.builtin import DEMO_CHECKPOINT, DEMO_NATIVE_SIZE
 from modules.generation.engine import GenerationService
 from modules.generation.image_io import read_info_from_image
 from modules.generation.requests import Txt2ImgRequest
 from modules.generation.styles import StyleDatabase
+from modules.models.builtin_checkpoints import DEMO_CHECKPOINT, DEMO_IMAGE_SIZE
 from modules.models.hashes import HashCache
 from modules.models.manager import ModelManager
 from tests.fixtures_models import TinyModelFiles, link_into, models_home
@@ -119,16 +119,18 @@ def sized_env(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModelFi
         DevicePolicy.cpu(),
         HashCache(paths.hash_cache_file),
         builtin_checkpoints=[DEMO_CHECKPOINT],
-        builtin_native_size=DEMO_NATIVE_SIZE,
+        builtin_native_size=DEMO_IMAGE_SIZE,
     )
     models.refresh()
-    service = GenerationService(models=models, options=options, paths=paths, styles=StyleDatabase(list(paths.styles_files)))
+    service = GenerationService(
+        models=models, options=options, paths=paths, styles=StyleDatabase(list(paths.styles_files))
+    )
     return GenEnv(root, options, models, service)
 
 
 @pytest.mark.parametrize(
     ("checkpoint", "side"),
-    [("demo-shapes", DEMO_NATIVE_SIZE), ("tiny-sd1", 512), ("tiny-sd2-v", 768), ("tiny-sdxl", 1024)],
+    [("demo-shapes", DEMO_IMAGE_SIZE), ("tiny-sd1", 512), ("tiny-sd2-v", 768), ("tiny-sdxl", 1024)],
 )
 def test_request_without_size_gets_the_models_native_size(sized_env: GenEnv, checkpoint: str, side: int) -> None:
     req = Txt2ImgRequest(prompt="a red circle", steps=1, override_settings={"sd_model_checkpoint": checkpoint})
@@ -142,7 +144,7 @@ def test_a_size_given_is_kept_and_one_left_out_is_native(sized_env: GenEnv) -> N
     given = Txt2ImgRequest(prompt="x", steps=1, width=512, height=64, override_settings=settings)
     assert sized_env.service.txt2img(given, JobControl()).images[0].size == (512, 64)  # A1111: as given
     half = Txt2ImgRequest(prompt="x", steps=1, width=64, override_settings=settings)
-    assert sized_env.service.txt2img(half, JobControl()).images[0].size == (64, DEMO_NATIVE_SIZE)
+    assert sized_env.service.txt2img(half, JobControl()).images[0].size == (64, DEMO_IMAGE_SIZE)
 
 
 def test_declared_modelspec_resolution_wins_over_the_family(tmp_path: Path, tiny_models: TinyModelFiles) -> None:
@@ -232,13 +234,12 @@ def test_many_threads_importing_ml_names_at_once_in_a_fresh_process_never_fail()
 def test_the_composition_root_resolves_ml_names_in_the_calling_thread(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from modules.core import services as services_module
+    from modules.app import bootstrap
     from modules.core.cmd_args import parse_args
-    from modules.models import ml_imports
 
     threads: list[threading.Thread] = []
-    monkeypatch.setattr(ml_imports, "import_ml_libraries", lambda: threads.append(threading.current_thread()))
-    services_module.build_services(parse_args(["--data-dir", str(tmp_path)]), policy=DevicePolicy.cpu())
+    monkeypatch.setattr(bootstrap, "import_ml_libraries", lambda: threads.append(threading.current_thread()))
+    bootstrap.build_services(parse_args(["--data-dir", str(tmp_path)]), policy=DevicePolicy.cpu())
     assert threads == [threading.current_thread()]
 
 
