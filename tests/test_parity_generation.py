@@ -14,18 +14,16 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from modules.app.bootstrap import build_generation_service, build_model_manager, build_registry
 from modules.core.devices import DevicePolicy
 from modules.core.jobs import JobControl
 from modules.core.options import Options
-from modules.core.shared_options import core_registry
-from modules.generation.engine import GenerationService
 from modules.generation.image_io import read_info_from_image
 from modules.generation.requests import Txt2ImgRequest
-from modules.generation.styles import StyleDatabase
-from modules.models.builtin_checkpoints import DEMO_CHECKPOINT, DEMO_IMAGE_SIZE
-from modules.models.hashes import HashCache
+from modules.models.builtin_checkpoints import DEMO_IMAGE_SIZE
 from modules.models.manager import ModelManager
 from tests.fixtures_models import TinyModelFiles, link_into, models_home
 from tests.gen_env import SD1, GenEnv
@@ -111,20 +109,11 @@ def sized_env(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModelFi
     for family in ("sd1", "sd2-v", "sdxl"):
         link_into(paths.ckpt_dir, tiny_models.checkpoint(family))
     link_into(paths.ckpt_dir, tiny_models.checkpoint("sd2-v").with_suffix(".yaml"))  # says: v-prediction
-    options = Options(core_registry(), paths.config_file)
+    options = Options(build_registry(), paths.config_file)
     options.set("samples_save", False)
     options.set("grid_save", False)
-    models = ModelManager(
-        paths,
-        DevicePolicy.cpu(),
-        HashCache(paths.hash_cache_file),
-        builtin_checkpoints=[DEMO_CHECKPOINT],
-        builtin_native_size=DEMO_IMAGE_SIZE,
-    )
-    models.refresh()
-    service = GenerationService(
-        models=models, options=options, paths=paths, styles=StyleDatabase(list(paths.styles_files))
-    )
+    models = build_model_manager(paths, DevicePolicy.cpu(), options)  # the demo model listed too
+    service = build_generation_service(models=models, options=options, paths=paths, device=torch.device("cpu"))
     return GenEnv(root, options, models, service)
 
 
@@ -173,7 +162,7 @@ def test_invalid_stored_settings_are_reported_by_name_and_replaced_by_defaults(e
             }
         )
     )
-    options = Options(core_registry(), config)
+    options = Options(build_registry(), config)
     options.load()
     reported = "\n".join(options.load_problems)
     for key, label in (
@@ -184,9 +173,8 @@ def test_invalid_stored_settings_are_reported_by_name_and_replaced_by_defaults(e
         assert key in reported and label in reported
         assert options.get(key) == options.registry[key].default
     assert options.get("eta_noise_seed_delta") == 31337
-    paths = env.service.paths
-    service = GenerationService(
-        models=env.models, options=options, paths=paths, styles=StyleDatabase(list(paths.styles_files))
+    service = build_generation_service(
+        models=env.models, options=options, paths=env.service.paths, device=torch.device("cpu")
     )
     result = service.txt2img(_request(steps=2, sampler_name="Euler a"), JobControl())  # ENSD shows
     assert len(result.images) == 1 and "ENSD: 31337" in result.infotexts[0]

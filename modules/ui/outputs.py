@@ -177,7 +177,7 @@ def stream_job(
             preview_id = control.preview_id
             update[panel.gallery] = [preview_at_output_size(control.preview, control.preview_size)]
         yield update
-    cleared = {panel.gallery: []} if preview_id >= 0 else {}
+    cleared: dict[Component, Any] = {panel.gallery: []} if preview_id >= 0 else {}
     try:
         result = job.wait()
     except JobInterrupted:
