@@ -20,7 +20,7 @@ from modules.generation.processing import GenerationResult
 from modules.generation.requests import Img2ImgRequest, Txt2ImgRequest
 from modules.generation.styles import StyleDatabase
 from modules.models.hashes import HashCache
-from modules.models.manager import ModelManager
+from modules.models.manager import MemoryBudget, ModelManager
 from tests.fixtures_models import TinyModelFiles, link_into, models_home
 
 SD1 = "tiny-sd1"
@@ -54,7 +54,8 @@ class GenEnv:
         return self.service.img2img(req, JobControl(), init_images=images, mask=mask)
 
 
-def make_env(root: Path, tiny: TinyModelFiles) -> GenEnv:
+def make_env(root: Path, tiny: TinyModelFiles, policy: DevicePolicy | None = None) -> GenEnv:
+    """`policy`: e.g. a half-precision VAE on the CPU (tests of the NaN fallbacks); fp32 CPU by default."""
     paths = models_home(root)
     for family in ("sd1", "sdxl", "sd1-inpaint", "sdxl-refiner"):
         link_into(paths.ckpt_dir, tiny.checkpoint(family))
@@ -64,9 +65,11 @@ def make_env(root: Path, tiny: TinyModelFiles) -> GenEnv:
     options.set("grid_save", False)
     models = ModelManager(
         paths,
-        DevicePolicy.cpu(),
+        policy or DevicePolicy.cpu(),
         HashCache(paths.hash_cache_file),
         cache_size=lambda: int(options.get("sd_checkpoint_cache")),
+        budget=lambda: MemoryBudget(ram_bytes=int(options.get("sd_checkpoint_cache_ram_mb")) * 2**20),
+        fp8_storage=lambda: str(options.get("fp8_storage")),
     )
     models.refresh()
     service = GenerationService(

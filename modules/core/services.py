@@ -48,7 +48,7 @@ def build_services(args: argparse.Namespace, *, policy: DevicePolicy | None = No
     from modules.generation.speed.settings import speed_options
     from modules.generation.styles import StyleDatabase
     from modules.models.hashes import HashCache
-    from modules.models.manager import ModelManager
+    from modules.models.manager import MemoryBudget, ModelManager
     from modules.networks.activation import NetworkActivator
     from modules.networks.catalogue import NetworkCatalogue
     from modules.networks.options import NETWORK_OPTIONS
@@ -75,6 +75,10 @@ def build_services(args: argparse.Namespace, *, policy: DevicePolicy | None = No
         safe_unpickle=not args.disable_safe_unpickle,
         cache_size=lambda: int(options.get("sd_checkpoint_cache")),
         builtin_checkpoints=builtin_checkpoints(),
+        budget=lambda: MemoryBudget.from_settings(
+            policy, int(options.get("sd_checkpoint_cache_ram_mb")), int(options.get("sd_checkpoint_cache_vram_mb"))
+        ),
+        fp8_storage=lambda: str(options.get("fp8_storage")),
     )
     models.refresh()
     generation = GenerationService(

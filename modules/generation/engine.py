@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from modules.core.devices import AUTO_VAE_LABEL, NansException, peak_memory, vae_fallback_dtype
 from modules.core.jobs import JobControl, JobInterrupted, JobSkipped
 from modules.core.options import Options
 from modules.core.paths import Paths
@@ -46,6 +47,7 @@ from modules.generation.speed import SpeedCache, SpeedSettings, speed_patches
 from modules.generation.styles import StyleDatabase
 from modules.generation.tiling import tiling_patch
 from modules.generation.txt2img import check_hires_target, txt2img_batch
+from modules.models.checkpoints import CheckpointInfo
 from modules.models.errors import ModelNotFound
 from modules.models.manager import LoadedModel, ModelManager
 from modules.networks.activation import NetworkActivator
@@ -204,21 +206,29 @@ class GenerationService:
 
     def process(self, p: Processing, control: JobControl) -> GenerationResult:
         self._hooks(p).before_process(p)
-        model = self._model_for(p)
-        with self.models.use(model):
-            return self._process_loaded(p, model, control)
+        p.nan_check = self.models.policy.nans
+        peak = None
+        try:
+            with peak_memory(self.models.policy.device) as peak:
+                model = self._model_for(p)
+                with self.models.use(model):
+                    return self._process_loaded(p, model, control)
+        finally:
+            if peak is not None:
+                log.info("%s job peak memory: %s", p.kind, peak.describe())
 
     def _model_for(self, p: Processing) -> LoadedModel:
-        wanted = str(p.opts["sd_model_checkpoint"] or "")
+        wanted: str | CheckpointInfo = str(p.opts["sd_model_checkpoint"] or "")
+        storage = str(p.opts["fp8_storage"])  # a job's override applies as A1111's reload would
+        if not wanted and self.models.active is not None:
+            wanted = self.models.active.checkpoint
         if wanted:
-            model = self.models.load(wanted, vae=None)
-        elif self.models.active is not None:
-            model = self.models.active
+            model = self.models.load(wanted, vae=None, fp8_storage=storage)
         else:
             available = self.models.list_checkpoints()
             if not available:
                 raise ModelNotFound(f"no checkpoint found: put a model file into {self.paths.ckpt_dir}")
-            model = self.models.load(available[0], vae=None)
+            model = self.models.load(available[0], vae=None, fp8_storage=storage)
         self.models.set_vae(model, str(p.opts["sd_vae"]))
         p.sd_model_name = model.checkpoint.model_name
         p.sd_model_hash = model.checkpoint.shorthash
@@ -346,6 +356,28 @@ class GenerationService:
             p.comments["vae_decoder"] = (
                 f"TAESD decoder not found in {self.paths.vae_approx_dir}: decoded with the full VAE"
             )
+        with torch.inference_mode():
+            pixels = decode(model.vae, latents)
+        while not p.nan_check.vae_ok(pixels):
+            pixels = self._redecode_upcast(p, model, latents)
+        return pixels
+
+    def _redecode_upcast(self, p: Processing, model: LoadedModel, latents: torch.Tensor) -> torch.Tensor:
+        """A1111's VAE fallback: NaN/inf from a half-precision VAE -> convert it (bf16 if so set,
+        else fp32) and decode again; the model's VAE stays converted. No fallback left: the job fails."""
+        current = next(model.vae.parameters()).dtype
+        target = vae_fallback_dtype(p.opts, current, self.models.policy.device)
+        if target is None:
+            raise NansException(p.nan_check.message("vae"))
+        name = str(target).removeprefix("torch.")
+        note = (
+            f"A tensor with NaN or infinite values was produced in the VAE: the VAE was converted to {name}"
+            f" and the image decoded again. It stays {name} for this model; start with --no-half-vae to"
+            f" begin in 32-bit, or turn off '{AUTO_VAE_LABEL}' to fail instead."
+        )
+        log.warning("%s: %s", model.checkpoint.name, note)
+        p.comments["vae_precision"] = note
+        self.models.set_vae_dtype(model, target)
         with torch.inference_mode():
             return decode(model.vae, latents)
 

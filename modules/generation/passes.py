@@ -232,6 +232,7 @@ def _denoiser_for(
         finish=model_sigmas.finish_denoised,
         events=events,
         p=p,
+        nan_check=p.nan_check,
     )
 
 
