@@ -15,8 +15,10 @@ import torch
 from PIL import Image
 
 from modules.api.errors import response_for
-from modules.core.devices import DevicePolicy, NansException
+from modules.core.devices import DevicePolicy, NansException, VramMode
+from modules.generation.speed.settings import speed_options
 from modules.models.fp8 import FP8, dequantize, is_fp8_model, weight_bytes
+from modules.models.offload import blocks_of
 from tests.fixtures_models import *  # noqa: F403
 from tests.fixtures_models import TinyModelFiles
 from tests.gen_env import SD1, GenEnv, make_env, pixels
@@ -50,6 +52,7 @@ def overflowing_vae(tiny: TinyModelFiles, folder: Path) -> Path:
 
 def env_with(tmp_path: Path, tiny: TinyModelFiles, policy: DevicePolicy | None = None, vae: bool = False) -> GenEnv:
     env = make_env(tmp_path, tiny, policy)
+    env.options.registry.extend(speed_options())  # cross_attention_optimization
     if vae:
         overflowing_vae(tiny, env.service.paths.vae_dir)
     return env
@@ -124,6 +127,23 @@ def test_unet_nan_advice_skips_upcasting_in_fp32_and_disable_nan_check_lets_it_t
     assert len(job(unchecked).images) == 1  # --disable-nan-check: A1111 gives the (broken) image
 
 
+def test_upcast_cross_attention_avoids_the_fp16_overflow_a_half_unet_hits(
+    tmp_path: Path,
+    tiny_models: TinyModelFiles,
+) -> None:
+    env = env_with(tmp_path, tiny_models, HALF_UNET)
+    attn = env.models.load(SD1).unet.down_blocks[0].attentions[0].transformer_blocks[0].attn1
+    with torch.no_grad():  # q.k beyond fp16's 65504 (as in some SD2 layers); q and k themselves fit
+        attn.to_q.weight.mul_(300)
+        attn.to_k.weight.mul_(300)
+    plain = {"cross_attention_optimization": "None"}  # fp16 scores (SDPA on the CPU accumulates in fp32)
+    with pytest.raises(NansException, match="Upcast cross attention layer to float32"):
+        job(env, **plain)
+    fixed = job(env, **plain, upcast_attn=True)
+    assert np.asarray(fixed.images[0]).std() > 5
+    assert attn.upcast_attention is False and type(attn.processor).__name__ != "AttnProcessor"  # restored
+
+
 # --- FP8 weight storage ------------------------------------------------------------------------------
 
 
@@ -196,6 +216,30 @@ def test_fp8_layers_take_lora_in_compute_precision_and_stay_unchanged(tokenizer_
     for key, value in fp8.unet.state_dict().items():  # fp8 weights bit for bit as stored
         assert torch.equal(bits(value), bits(stored[key])), key
     assert torch.equal(unet_output(fp8), base_fp8)
+
+
+@pytest.mark.parametrize("mode", [VramMode.MEDVRAM, VramMode.LOWVRAM])
+def test_medvram_and_lowvram_offload_give_the_same_image(
+    mode: VramMode,
+    env: GenEnv,
+    tmp_path: Path,
+    tiny_models: TinyModelFiles,
+) -> None:
+    """On the CPU the moves go from RAM to RAM, but the hooks run as on a GPU."""
+    plain = job(env)
+    offloaded = env_with(tmp_path, tiny_models, DevicePolicy(CPU, *[torch.float32] * 3, vram_mode=mode))
+    result = job(offloaded)
+    assert np.array_equal(pixels(result.images[0]), pixels(plain.images[0]))
+    model = offloaded.models.active
+    if mode == VramMode.MEDVRAM:
+        assert "_hf_hook" in model.unet.__dict__  # diffusers' model offload (accelerate hooks)
+        return
+    state = model._offload
+    blocks = len(blocks_of(model.unet)) + len(blocks_of(model.vae))
+    assert state is not None and state.moves >= blocks  # every UNet and VAE block went to the device
+    assert len(state.resident) <= 2 + len(model.text_encoders)  # one block per component (UNet, VAE, text)
+    offloaded.models.unload()
+    assert state.handles == [] and state.resident == {}
 
 
 # --- the cache's byte budget -----------------------------------------------------------------------

@@ -81,7 +81,7 @@ def vae_fallback_dtype(opts: Mapping[str, Any], current: torch.dtype, device: to
 class VramMode(StrEnum):
     NORMAL = "normal"
     MEDVRAM = "medvram"  # whole components move to the GPU only while used (model offload)
-    LOWVRAM = "lowvram"  # submodules move one at a time (sequential offload)
+    LOWVRAM = "lowvram"  # blocks move one at a time (modules.models.offload)
 
 
 @dataclass(frozen=True)

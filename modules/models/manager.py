@@ -3,7 +3,7 @@
 One lock serialises loads, unloads and VAE changes. A failed load leaves everything as it was:
 the new model is only registered after it was fully built. Cached but inactive models are
 parked on the offload device (CPU RAM); the active one sits on the compute device according to
-the DevicePolicy (normal, model offload for medvram, sequential offload for lowvram).
+the DevicePolicy (normal, model offload for medvram, block-by-block offload for lowvram: offload.py).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from modules.models.families import ModelFamily, is_refiner, is_sdxl
 from modules.models.fp8 import fp8_wanted, store_fp8
 from modules.models.hashes import HashCache
 from modules.models.loader import Dtypes, load_diffusers_folder, load_single_file, text_encoders_of, tokenizers_of
+from modules.models.offload import BlockOffload, enable_block_offload
 from modules.models.vae import (
     AUTOMATIC,
     VaeInfo,
@@ -72,6 +73,7 @@ class LoadedModel:
     _pins: int = field(default=0, repr=False)
     # where the pipeline sits: a VramMode once placed for compute, "parked" in RAM, None unknown
     _placement: str | None = field(default=None, repr=False)
+    _offload: BlockOffload | None = field(default=None, repr=False)  # --lowvram hooks while placed
 
     def __post_init__(self) -> None:
         if self.alphas_cumprod.numel() == 0:
@@ -404,7 +406,8 @@ class ModelManager:
         if mode == VramMode.MEDVRAM:
             model.pipe.enable_model_cpu_offload(device=self.policy.device)
         elif mode == VramMode.LOWVRAM:
-            model.pipe.enable_sequential_cpu_offload(device=self.policy.device)
+            components = [model.unet, model.vae, *model.text_encoders]
+            model._offload = enable_block_offload(components, self.policy.device, self.policy.offload_device)
         else:
             model.pipe.to(self.policy.device)
         model._placement = mode
@@ -535,14 +538,17 @@ def _same_vae(a: VaeInfo | None, b: VaeInfo | None) -> bool:
 
 
 def _remove_offload(model: LoadedModel) -> None:
-    if model._placement in (VramMode.MEDVRAM, VramMode.LOWVRAM):
+    if model._placement == VramMode.MEDVRAM:
         model.pipe.remove_all_hooks()
+    if model._offload is not None:
+        model._offload.remove()
+        model._offload = None
     model._placement = None
 
 
 @contextlib.contextmanager
 def _offload_suspended(manager: ModelManager, model: LoadedModel) -> Iterator[None]:
-    """Sequential offload keeps weights off the module; lift it while weights are replaced."""
+    """Lowvram moves blocks while they run; lift it (all weights in RAM) while weights are replaced."""
     if model._placement != VramMode.LOWVRAM:
         yield
         return
