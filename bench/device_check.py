@@ -184,6 +184,7 @@ def row_vs_diffusers(setup: Setup, family: ModelFamily, ckpt: Path, work: Path) 
 
     size = setup.sizes[family]
     ours = Ours(ckpt, work / f"ours-{family.value}", setup.policy())
+    ours.services.models.load(ours.name)  # loading is timed for neither side
     result, ours_s = warm(setup, lambda: ours.txt2img(size, setup.steps))
     ours.close()
     dtypes = Dtypes(setup.dtype, setup.dtype, setup.dtype)

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from modules.core.devices import AUTO_VAE_LABEL, NansException, peak_memory, vae_fallback_dtype
+from modules.core.devices import MemoryPeak, peak_memory
 from modules.core.jobs import JobControl, JobInterrupted, JobSkipped
 from modules.core.options import Options
 from modules.core.paths import Paths
@@ -36,7 +36,7 @@ from modules.generation.hooks import (
 )
 from modules.generation.img2img import Img2ImgPlan, img2img_batch, prepare_img2img
 from modules.generation.infotext import GenerationFacts, InfotextFlags, create_infotext
-from modules.generation.latents import decode, tensor_to_pil
+from modules.generation.latents import tensor_to_pil
 from modules.generation.preview import preview_decoder
 from modules.generation.processing import VERSION, GenerationResult, Processing
 from modules.generation.prompt_parser import parse_extra_network_prompts, strip_comments
@@ -47,6 +47,7 @@ from modules.generation.speed import SpeedCache, SpeedSettings, speed_patches
 from modules.generation.styles import StyleDatabase
 from modules.generation.tiling import tiling_patch
 from modules.generation.txt2img import check_hires_target, txt2img_batch
+from modules.generation.vae_checked import decode_checked
 from modules.models.checkpoints import CheckpointInfo
 from modules.models.errors import ModelNotFound
 from modules.models.manager import LoadedModel, ModelManager
@@ -207,7 +208,7 @@ class GenerationService:
     def process(self, p: Processing, control: JobControl) -> GenerationResult:
         self._hooks(p).before_process(p)
         p.nan_check = self.models.policy.nans
-        peak = None
+        peak: MemoryPeak | None = None
         try:
             with peak_memory(self.models.policy.device) as peak:
                 model = self._model_for(p)
@@ -357,29 +358,7 @@ class GenerationService:
                 f"TAESD decoder not found in {self.paths.vae_approx_dir}: decoded with the full VAE"
             )
         with torch.inference_mode():
-            pixels = decode(model.vae, latents)
-        while not p.nan_check.vae_ok(pixels):
-            pixels = self._redecode_upcast(p, model, latents)
-        return pixels
-
-    def _redecode_upcast(self, p: Processing, model: LoadedModel, latents: torch.Tensor) -> torch.Tensor:
-        """A1111's VAE fallback: NaN/inf from a half-precision VAE -> convert it (bf16 if so set,
-        else fp32) and decode again; the model's VAE stays converted. No fallback left: the job fails."""
-        current = next(model.vae.parameters()).dtype
-        target = vae_fallback_dtype(p.opts, current, self.models.policy.device)
-        if target is None:
-            raise NansException(p.nan_check.message("vae"))
-        name = str(target).removeprefix("torch.")
-        note = (
-            f"A tensor with NaN or infinite values was produced in the VAE: the VAE was converted to {name}"
-            f" and the image decoded again. It stays {name} for this model; start with --no-half-vae to"
-            f" begin in 32-bit, or turn off '{AUTO_VAE_LABEL}' to fail instead."
-        )
-        log.warning("%s: %s", model.checkpoint.name, note)
-        p.comments["vae_precision"] = note
-        self.models.set_vae_dtype(model, target)
-        with torch.inference_mode():
-            return decode(model.vae, latents)
+            return decode_checked(p, self.models, model, latents)
 
     def _finish_image(
         self, p: Processing, hooks: ScriptHooks, plan: Img2ImgPlan | None, image: Image.Image, i: int, index: int
