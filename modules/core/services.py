@@ -15,6 +15,7 @@ from modules.api.auth import UserTable, load_user_table
 from modules.api.limits import API_OPTIONS, queue_policy
 from modules.core.devices import DevicePolicy
 from modules.core.jobs import LocalJobQueue
+from modules.core.leftovers import clean_at_start
 from modules.core.options import Options, OptionsRegistry
 from modules.core.paths import Paths
 from modules.core.shared_options import core_registry
@@ -49,6 +50,7 @@ def build_services(args: argparse.Namespace, *, policy: DevicePolicy | None = No
     from modules.generation.styles import StyleDatabase
     from modules.models.hashes import HashCache
     from modules.models.manager import ModelManager
+    from modules.models.setting_refs import register_model_references
     from modules.networks.activation import NetworkActivator
     from modules.networks.catalogue import NetworkCatalogue
     from modules.networks.options import NETWORK_OPTIONS
@@ -65,6 +67,7 @@ def build_services(args: argparse.Namespace, *, policy: DevicePolicy | None = No
     registry.extend(TRAIN_OPTIONS)
     options = Options(registry, paths.config_file)
     options.load()
+    clean_at_start(paths, options.as_dict())  # temp files a crash left (.tmp, merge .partial)
     policy = policy or DevicePolicy.detect(args)
     users = load_user_table(args)
     jobs = LocalJobQueue(policy=lambda: queue_policy(options.as_dict()), admins=users.admins)
@@ -77,6 +80,8 @@ def build_services(args: argparse.Namespace, *, policy: DevicePolicy | None = No
         builtin_checkpoints=builtin_checkpoints(),
     )
     models.refresh()
+    register_model_references(options, models)  # model settings name listed files only
+    options.check_stored()  # values an older config.json holds that are no longer valid
     generation = GenerationService(
         models=models,
         options=options,

@@ -100,12 +100,19 @@ class ExtensionsTab:
         return message, outcome.output
 
     # --- Available -----------------------------------------------------------------------------
-    def available_html(self, url: str, tag: str, hide_installed: bool, search: str) -> str:
+    def may_load_index(self, user: str | None) -> bool:
+        """Loading an index makes the server fetch a URL: admins only (as the API route)."""
+        admins: frozenset[str] = getattr(getattr(self.host.services, "users", None), "admins", frozenset())
+        return user is None or not admins or user in admins
+
+    def available_html(self, url: str, tag: str, hide_installed: bool, search: str, user: str | None = None) -> str:
+        if not self.may_load_index(user):
+            return "<p class='error'>Only administrators may load the extension index.</p>"
         try:
             data, entries = self.host.available(
                 url or None, only_tags=[tag] if tag else [], hide_installed=hide_installed, search=search or ""
             )
-        except ExtensionIndexError as exc:
+        except (ExtensionIndexError, ExtensionError) as exc:
             return f"<p class='error'>{_esc(exc)}</p>"
         installed = {normalize_git_url(i.git.remote) for i in self.host.installed()}
         rows = []
@@ -126,6 +133,16 @@ class ExtensionsTab:
             return "<p>No problems reported.</p>"
         lines = "".join(f"<li><b>{_esc(p.extension)}</b> — {_esc(p.where)}: {_esc(p.error)}</li>" for p in items)
         return f"<ul id='extensions_problems'>{lines}</ul>"
+
+
+def _load_handler(tab: ExtensionsTab, gr: Any) -> Any:
+    """The "Load from" handler: Gradio passes the request, whose user must be an admin."""
+
+    def load(url: str, tag: str, hide_installed: bool, search: str, request: Any) -> str:
+        return tab.available_html(url, tag, hide_installed, search, user=getattr(request, "username", None))
+
+    load.__annotations__["request"] = gr.Request  # gradio is imported lazily here; the hint must resolve
+    return load
 
 
 def build_extensions_tab(host: ExtensionHost) -> ExtensionsTab:
@@ -163,7 +180,7 @@ def build_extensions_tab(host: ExtensionHost) -> ExtensionsTab:
         with gr.Tab("Available", id="extensions_available"):
             with gr.Row():
                 index_url = gr.Textbox(
-                    label="Extension index URL (http(s), file:// or a path)", elem_id="extensions_index_url"
+                    label="Extension index URL (http(s); empty: the configured index)", elem_id="extensions_index_url"
                 )
                 load = gr.Button("Load from:", elem_id="extensions_load")
             with gr.Row():
@@ -171,7 +188,7 @@ def build_extensions_tab(host: ExtensionHost) -> ExtensionsTab:
                 hide_installed = gr.Checkbox(True, label="Hide installed")
                 search = gr.Textbox(label="Search", elem_id="extensions_search")
             listing = gr.HTML(elem_id="extensions_available_html")
-            load.click(tab.available_html, inputs=[index_url, tag, hide_installed, search], outputs=[listing])
+            load.click(_load_handler(tab, gr), inputs=[index_url, tag, hide_installed, search], outputs=[listing])
         with gr.Tab("Install from URL", id="extensions_install"):
             url = gr.Textbox(label="URL for extension's git repository", elem_id="extensions_install_url")
             branch = gr.Textbox(label="Specific branch name (empty for default)", elem_id="extensions_install_branch")
