@@ -34,7 +34,7 @@ from modules.api.limits import RequestLimits
 from modules.api.login import AuthMiddleware, add_login_routes
 from modules.api.proxies import ProxyHeadersMiddleware, TrustedProxies
 from modules.api.security import HostPolicy, OriginPolicy, SecurityMiddleware
-from modules.core.services import Services
+from modules.services import Services
 
 if TYPE_CHECKING:
     from modules.extension_host.host import ExtensionHost

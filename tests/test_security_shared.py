@@ -318,7 +318,7 @@ def one_job_waiting(server: LiveServer, client_ip: str) -> Iterator[httpx.Client
     """With api_max_queued_per_user = 1: a job running (held) and one waiting, both sent with
     X-Forwarded-For `client_ip`; yields a client once the queue is in that state."""
     hooks = BlockHooks()
-    server.services.generation.hooks = hooks
+    server.services.script_hooks.attach(hooks)
     server.services.options.set("api_max_queued_per_user", 1)
     threads: list[threading.Thread] = []
 
@@ -340,6 +340,7 @@ def one_job_waiting(server: LiveServer, client_ip: str) -> Iterator[httpx.Client
         hooks.gate.set()
         for thread in threads:
             thread.join(60)
+        server.services.script_hooks.detach()
         server.services.options.set("api_max_queued_per_user", 10)
 
 
