@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import errno
 import http.server
+import inspect
 import io
 import json
 import os
@@ -18,6 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -199,20 +201,56 @@ def test_extension_index_fetch_is_admin_only_and_refuses_local_files(
         assert _EndlessIndex.sent < MAX_INDEX_BYTES + 16 * 1024 * 1024  # reading stopped at the cap
 
 
-def test_load_from_in_the_extensions_tab_is_admin_only(shared: LiveServer, tmp_path: Path) -> None:
-    from modules.extension_host.ui_tab import ExtensionsTab
+def test_extensions_tab_actions_are_for_admins(
+    shared: LiveServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gradio as gr
 
-    host = facade.current()
+    from modules.extension_host.ui_tab import ADMINS_ONLY, ExtensionsTab, admins_only
+
     index_file = tmp_path / "index.json"
     index_file.write_text(_index(["toy"]))
-    tab = ExtensionsTab(host)
-    os.environ["WEBUI_EXTENSIONS_INDEX"] = str(index_file)
-    try:
-        assert "toy" in tab.available_html("", "", False, "", user="admin")
-        assert "Only administrators" in tab.available_html("", "", False, "", user="alice")
-        assert "http(s)" in tab.available_html("file:///etc/passwd", "", False, "", user="admin")
-    finally:
-        del os.environ["WEBUI_EXTENSIONS_INDEX"]
+    monkeypatch.setenv("WEBUI_EXTENSIONS_INDEX", str(index_file))
+    tab = ExtensionsTab(facade.current())
+    load = admins_only(tab, tab.available_html, gr)
+    assert list(inspect.signature(load).parameters) == ["url", "tag", "hide_installed", "search", "request"]
+    assert "toy" in load("", "", False, "", SimpleNamespace(username="admin"))
+    assert load("", "", False, "", SimpleNamespace(username="alice")) == ADMINS_ONLY
+    assert "http(s)" in load("file:///etc/passwd", "", False, "", SimpleNamespace(username="admin"))
+    install = admins_only(tab, tab.install, gr, (ADMINS_ONLY, ""))
+    assert install("https://example.org/x.git", "", "", SimpleNamespace(username="alice")) == (ADMINS_ONLY, "")
+    remove = admins_only(tab, tab.remove, gr)
+    assert remove("toy", SimpleNamespace(username="alice")) == ADMINS_ONLY
+
+
+@pytest.mark.browser
+def test_load_from_in_the_extensions_tab_works_for_the_admin(
+    shared: LiveServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.ui_harness import chromium, require_browser
+
+    require_browser()
+    index_file = tmp_path / "index.json"
+    index_file.write_text(_index(["toy-from-index"]))
+    monkeypatch.setenv("WEBUI_EXTENSIONS_INDEX", str(index_file))
+    with chromium() as context:
+        for (user, password), expected in ((ADMIN, "toy-from-index"), (ALICE, "Only administrators")):
+            context.clear_cookies()
+            page = context.new_page()
+            page.goto(shared.url + "/")
+            page.fill("input[name=username]", user)
+            page.fill("input[name=password]", password)
+            page.click("button[type=submit], input[type=submit]")
+            page.wait_for_selector("#txt2img_prompt textarea", timeout=60000)
+            page.locator("#tabs [role=tablist]").first.get_by_role("tab", name="Extensions", exact=True).click()
+            page.locator("#tabs_extensions").get_by_role("tab", name="Available", exact=True).click()
+            page.click("#extensions_load")
+            page.wait_for_function(
+                "text => document.querySelector('#extensions_available_html').innerText.includes(text)",
+                arg=expected,
+                timeout=30000,
+            )
+            page.close()
 
 
 # --- 4. settings are validated before saving; odd network files never break a job -----------------
