@@ -104,7 +104,7 @@ class Ours:
 
     def __init__(self, ckpt: Path, data_dir: Path, policy: DevicePolicy) -> None:
         from modules.core.cmd_args import parse_args
-        from modules.core.services import build_services
+        from modules.app.bootstrap import build_services
 
         args = parse_args(["--data-dir", str(data_dir), "--ckpt-dir", str(ckpt.parent), "--no-hashing"])
         self.services = build_services(args, policy=policy)

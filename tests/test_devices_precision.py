@@ -16,7 +16,6 @@ from PIL import Image
 
 from modules.api.errors import response_for
 from modules.core.devices import DevicePolicy, NansException, VramMode
-from modules.generation.speed.settings import speed_options
 from modules.models.fp8 import FP8, dequantize, is_fp8_model, weight_bytes
 from modules.models.offload import blocks_of
 from tests.fixtures_models import *  # noqa: F403
@@ -52,7 +51,6 @@ def overflowing_vae(tiny: TinyModelFiles, folder: Path) -> Path:
 
 def env_with(tmp_path: Path, tiny: TinyModelFiles, policy: DevicePolicy | None = None, vae: bool = False) -> GenEnv:
     env = make_env(tmp_path, tiny, policy)
-    env.options.registry.extend(speed_options())  # cross_attention_optimization
     if vae:
         overflowing_vae(tiny, env.service.paths.vae_dir)
     return env
