@@ -103,8 +103,8 @@ class Ours:
     """Our generation service through the real composition root, on one checkpoint."""
 
     def __init__(self, ckpt: Path, data_dir: Path, policy: DevicePolicy) -> None:
-        from modules.core.cmd_args import parse_args
         from modules.app.bootstrap import build_services
+        from modules.core.cmd_args import parse_args
 
         args = parse_args(["--data-dir", str(data_dir), "--ckpt-dir", str(ckpt.parent), "--no-hashing"])
         self.services = build_services(args, policy=policy)
