@@ -74,9 +74,9 @@ class LiveServer:
 
 
 def start_server(data_dir: Path, *extra_args: str) -> LiveServer:
+    from modules.app.bootstrap import build_services
     from modules.core.cmd_args import parse_args
     from modules.core.devices import DevicePolicy
-    from modules.core.services import build_services
     from modules.server import build_app
 
     port = free_port()
@@ -140,7 +140,7 @@ def start_with_extensions(data_dir: Path, options: dict[str, Any]) -> LiveServer
     extension host (no installers, no built-ins), build the app, serve it; `options` set first."""
     from modules.core.cmd_args import parse_args
     from modules.core.devices import DevicePolicy
-    from modules.core.services import build_services
+    from modules.app.bootstrap import build_services
     from modules.extension_host import facade
     from modules.extension_host.preload import collect_preload_hooks
     from modules.server import build_app
