@@ -138,9 +138,9 @@ def open_page(context: Any, url: str, errors: list[str]) -> Any:
 def start_with_extensions(data_dir: Path, options: dict[str, Any]) -> LiveServer:
     """What webui.py does with the extensions in data_dir/extensions: preload flags, bind the
     extension host (no installers, no built-ins), build the app, serve it; `options` set first."""
+    from modules.app.bootstrap import build_services
     from modules.core.cmd_args import parse_args
     from modules.core.devices import DevicePolicy
-    from modules.app.bootstrap import build_services
     from modules.extension_host import facade
     from modules.extension_host.preload import collect_preload_hooks
     from modules.server import build_app

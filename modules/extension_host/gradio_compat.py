@@ -5,7 +5,7 @@ A1111 extensions are written for Gradio 3.41: `.click(_js=...)`, `gr.Dropdown.up
 
 - `install_aliases()`: names Gradio 6 lacks (`gr.Box`, `gr.X.update`, `Block.style`,
   `gradio.components.IOComponent`), added while extensions are loaded and removed by the undo it
-  returns. They are only added where absent, so code written for Gradio 6 (ours) never sees a
+  returns (also: no .pyi stubs written next to component subclasses made outside Gradio). They are only added where absent, so code written for Gradio 6 (ours) never sees a
   difference; extension event handlers can call `gr.X.update` at any time.
 - `gradio3_calls()`: while extension UI code runs (script `ui()`, on_ui_tabs, component callbacks),
   constructors and event listeners accept Gradio 3 keywords: known ones are renamed (`_js` -> `js`,
@@ -196,12 +196,28 @@ def install_aliases() -> Callable[[], None]:
     for owner in (Component, BlockContext):
         _set_absent(owner, "update", staticmethod(update), undo)
     _set_absent(Block, "style", style, undo)
+    _no_stub_files_for_extensions(undo)
 
     def remove() -> None:
         for step in reversed(undo):
             step()
 
     return remove
+
+
+def _no_stub_files_for_extensions(undo: list[Callable[[], None]]) -> None:
+    """Gradio writes a .pyi stub next to the source of each component subclass it sees defined;
+    A1111 turned that off, and extension folders (and ours) must not gain files at start."""
+    from gradio import component_meta
+
+    original = component_meta.create_or_modify_pyi
+
+    def create_or_modify_pyi(component_class: type, *args: Any, **kwargs: Any) -> None:
+        if component_class.__module__.split(".")[0] == "gradio":
+            original(component_class, *args, **kwargs)
+
+    component_meta.create_or_modify_pyi = create_or_modify_pyi
+    undo.append(functools.partial(setattr, component_meta, "create_or_modify_pyi", original))
 
 
 # --- keyword translation while extension UI code runs ------------------------------------------

@@ -24,7 +24,7 @@ class ToyGradio3(scripts.Script):
 
     def ui(self, is_img2img):
         tab = "img2img" if is_img2img else "txt2img"
-        with InputAccordion(False, label="Toy Gradio 3", elem_id=f"toy_g3_{tab}") as enabled:
+        with InputAccordion(False, label="Toy Gradio 3", elem_id=f"toy_g3_{tab}") as enabled:  # noqa: SIM117
             with gr.Box(elem_id=f"toy_g3_box_{tab}"):
                 with FormRow(variant="compact", elem_id=f"toy_g3_row_{tab}"):
                     swap = ToolButton(value="Toy swap", elem_id=f"toy_g3_tool_{tab}", tooltip="swap")
