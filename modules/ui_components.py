@@ -50,8 +50,9 @@ with _without_stub_files():
     class _GradioProps:
         """First base of each class here: the props are those of the Gradio component extended."""
 
-        def get_config(self) -> dict[str, Any]:
-            return with_gradio_props(self, super().get_config())  # type: ignore[misc]
+        def get_config(self, cls: Any = None) -> dict[str, Any]:
+            own = super().get_config(cls) if cls is not None else super().get_config()  # type: ignore[misc]
+            return with_gradio_props(self, own)
 
     class FormComponent:
         webui_do_not_create_gradio_pyi_thank_you = True

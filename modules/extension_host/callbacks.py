@@ -165,7 +165,7 @@ class CallbackRegistry:
 
     def run(self, category: str, *args: Any, **kwargs: Any) -> list[Any]:
         """Call every callback of `category`; failures are reported, results of the others returned."""
-        results = []
+        results: list[Any] = []
         entries = self.ordered(category)
         if not entries:
             return results

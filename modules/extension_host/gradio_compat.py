@@ -132,8 +132,9 @@ def update(**kwargs: Any) -> dict[str, Any]:
 
 def style(self: Any, **kwargs: Any) -> Any:
     """Gradio 3's `.style(...)`: sets what Gradio 6 has as constructor arguments; returns self."""
-    accepted = _accepted(type(self)) or set()
-    for key, value in translate_kwargs(f"{type(self).__name__}.style()", accepted, kwargs).items():
+    cls: type = type(self)
+    accepted = _accepted(cls) or set()
+    for key, value in translate_kwargs(f"{cls.__name__}.style()", accepted, kwargs).items():
         setattr(self, key, value)
     return self
 
