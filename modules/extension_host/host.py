@@ -9,7 +9,9 @@ facades (`modules.shared` & co.) are views onto the host bound by
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,8 +22,9 @@ from modules.core.jobs import JobControl
 from modules.core.options import OptionInfo as CoreOptionInfo
 from modules.core.options import OptionsRegistry
 from modules.core.paths import REPO_ROOT
-from modules.extension_host import assets, index
+from modules.extension_host import assets, compat_lists, index
 from modules.extension_host.callbacks import CallbackRegistry
+from modules.extension_host.compat_cache import JsonCache, MemUsageMonitor
 from modules.extension_host.compat_options import OptsView
 from modules.extension_host.compat_processing import (
     Processed,
@@ -56,6 +59,7 @@ from modules.generation.requests import Img2ImgRequest, Txt2ImgRequest
 
 if TYPE_CHECKING:
     from modules.core.services import Services
+    from modules.postprocessing.upscalers import UpscalerRegistry
 
 log = logging.getLogger("extensions")
 
@@ -131,7 +135,7 @@ class ExtensionHost:
         )
         self.extra_networks = ExtraNetworkRegistry(self.problems)
         self.opts = OptsView(services.options, services.registry)
-        self.cmd_opts = CmdOptsView(services.args)
+        self.cmd_opts = CmdOptsView(services.args, lambda flag: compat_lists.default_dir(services, flag))
         self.state = StateView(services.jobs.current)
         self.git = GitExtensions(services.paths.extensions_dir, self.access, installer=self._install_for_git)
         self.demo: Any = None
@@ -352,6 +356,26 @@ class ExtensionHost:
         self.demo = demo
         self.callbacks.app_started(demo, app)
         _keep_root_mount_last(app)
+
+    # --- A1111 lists and helpers (shared.sd_upscalers, modules.cache, shared.mem_mon) -------------
+    @functools.cached_property
+    def upscalers(self) -> UpscalerRegistry:
+        """Built on first use (scans the upscaler folders once; `refresh()` rescans)."""
+        return compat_lists.build_upscalers(self.services)
+
+    @functools.cached_property
+    def cache(self) -> JsonCache:
+        """A1111's cache.json (modules.cache), in the data dir's cache folder."""
+        return JsonCache(self.services.paths.cache_dir / "cache.json")
+
+    @functools.cached_property
+    def queue_lock(self) -> threading.RLock:
+        """A1111's call_queue.queue_lock for extension code (our job queue orders generations)."""
+        return threading.RLock()
+
+    @functools.cached_property
+    def mem_mon(self) -> MemUsageMonitor:
+        return MemUsageMonitor(self.services.policy.device)
 
     # --- A1111 processing surface ----------------------------------------------------------------
     def sd_model(self) -> SdModelView | None:
