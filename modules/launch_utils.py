@@ -155,16 +155,33 @@ def run(
 
 
 def run_pip(command: str, desc: str | None = None, live: bool = default_command_live) -> str:
-    """`python -m pip <command> --prefer-binary` (respects PIP_CONSTRAINT / INDEX_URL)."""
+    """`python -m pip <command> --prefer-binary` (INDEX_URL honoured). `install` goes through the
+    web UI's pip policy (modules/core/pip_policy.py): requirements that would change a core
+    package or downgrade an installed one are left out and reported, the rest is installed."""
     if skip_install:
         return ""
-    extra = f" --index-url {shlex.quote(index_url)}" if index_url else ""
-    return run(
-        f"{shlex.quote(python)} -m pip {command} --prefer-binary{extra}",
-        desc=f"Installing {desc}" if desc else None,
-        errdesc=f"Couldn't install {desc}" if desc else "Couldn't run pip",
-        live=live,
-    )
+    args = [*shlex.split(command), "--prefer-binary"]
+    if index_url:
+        args += ["--index-url", index_url]
+    if args[0] != "install":
+        return run([python, "-m", "pip", *args], desc=desc, errdesc=f"Couldn't run pip {args[0]}", live=live)
+    from modules.core.pip_policy import install
+
+    if desc:
+        print(f"Installing {desc}", flush=True)
+    result = install(args[1:], python=python)
+    if live:
+        sys.stdout.write(result.stdout + result.stderr)
+    if result.returncode != 0:
+        message = [
+            f"Couldn't install {desc or command}.",
+            f"Command: pip {command}",
+            f"Error code: {result.returncode}",
+            f"stdout: {result.stdout or '<empty>'}",
+            f"stderr: {result.stderr or '<empty>'}",
+        ]
+        raise RuntimeError("\n".join(message))
+    return result.stdout
 
 
 def run_python(code: str, desc: str | None = None, errdesc: str | None = None) -> str:

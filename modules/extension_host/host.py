@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +22,7 @@ from modules.core.jobs import JobControl
 from modules.core.options import OptionInfo as CoreOptionInfo
 from modules.core.options import OptionsRegistry
 from modules.core.paths import REPO_ROOT
+from modules.core.pip_policy import Skipped
 from modules.extension_host import assets, compat_lists, index
 from modules.extension_host.callbacks import CallbackRegistry
 from modules.extension_host.compat_cache import JsonCache, MemUsageMonitor
@@ -231,8 +232,9 @@ class ExtensionHost:
 
     def run_installer(self, folder: Path) -> InstallRun:
         run = self.installer.run(folder)
+        self._note_skipped(folder.name, run.skipped)
         if run.ok:
-            self.stamps.record(folder.name, fingerprint(folder, GitInfo.read(folder).commit_hash))
+            self.stamps.record(folder.name, fingerprint(folder, GitInfo.read(folder).commit_hash), run.skipped)
         elif run.ran:
             self.problems.note(folder.name, "install.py", run.summary)
         return run
@@ -245,9 +247,15 @@ class ExtensionHost:
             if only_changed and self.stamps.is_current(
                 ext.name, fingerprint(ext.path, GitInfo.read(ext.path).commit_hash)
             ):
+                self._note_skipped(ext.name, self.stamps.skipped(ext.name))  # still not installed
                 continue
             runs.append(self.run_installer(ext.path))
         return runs
+
+    def _note_skipped(self, name: str, skipped: Iterable[Skipped]) -> None:
+        """Requirements the pip policy left out: what and why, in the Extensions tab's problems."""
+        for item in skipped:
+            self.problems.note(name, "install.py", f"{item.requirement} was not installed: {item.reason}")
 
     def _install_for_git(self, folder: Path) -> tuple[bool, str]:
         run = self.run_installer(folder)
