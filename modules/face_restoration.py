@@ -18,9 +18,7 @@ def restore_faces(np_image: Any) -> Any:
     """Restore faces in an RGB numpy image with the face_restoration_model setting (the first
     restorer that can run when unset); raises with the reasons when none can."""
     host = current()
-    faces = host.services.generation.faces
-    if faces is None:
-        raise RuntimeError("face restoration is not configured in this app")
+    faces = host.services.faces
     name = host.services.options.get("face_restoration_model") or None
     image = Image.fromarray(np.asarray(np_image).astype("uint8"))
     return np.array(faces.restore(image, name))

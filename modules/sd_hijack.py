@@ -46,8 +46,7 @@ class EmbeddingDatabase:
         self._services = services
 
     def _scan(self) -> Any:
-        networks = self._services.generation.networks
-        return networks.catalogue.embeddings() if networks is not None else None
+        return self._services.networks.embeddings()
 
     @property
     def word_embeddings(self) -> dict[str, Embedding]:

@@ -33,8 +33,8 @@ from modules.api.limits import RequestLimits
 from modules.api.login import AuthMiddleware, add_login_routes
 from modules.api.security import HostPolicy, OriginPolicy, SecurityMiddleware
 from modules.core.paths import REPO_ROOT, Paths
-from modules.core.services import Services
 from modules.extension_host.preload import BUILTIN_DIR
+from modules.services import Services
 
 if TYPE_CHECKING:
     from modules.extension_host.host import ExtensionHost

@@ -61,7 +61,7 @@ _DYNAMIC: dict[str, Callable[[ExtensionHost], Any]] = {
     "demo": lambda h: h.demo,
     "data_path": lambda h: str(h.services.paths.data_dir),
     "models_path": lambda h: str(h.services.paths.models_dir),
-    "sd_upscalers": lambda h: compat_lists.sd_upscalers(h.upscalers),
+    "sd_upscalers": lambda h: compat_lists.sd_upscalers(h.services.upscalers),
     "face_restorers": lambda h: compat_lists.face_restorers(h.services),
     "hypernetworks": lambda h: compat_lists.hypernetworks(h.services),
     "loaded_hypernetworks": lambda h: [],

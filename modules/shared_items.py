@@ -50,9 +50,7 @@ def sd_unet_items() -> list[str]:
 
 
 def reload_hypernetworks() -> None:
-    networks = current().services.generation.networks
-    if networks is not None:
-        networks.catalogue.refresh()
+    current().services.networks.refresh()
 
 
 def postprocessing_scripts() -> list[Any]:

@@ -22,9 +22,9 @@ from pathlib import Path
 import pip
 import pytest
 
+from modules.app.bootstrap import build_services
 from modules.core.cmd_args import parse_args
 from modules.core.pip_policy import conflict
-from modules.core.services import build_services
 from modules.extension_host import facade
 from modules.extension_host.host import ExtensionHost
 from modules.extension_host.installer import Installer

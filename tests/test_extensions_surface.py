@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from modules.app.bootstrap import build_services
 from modules.core.cmd_args import parse_args
-from modules.core.services import build_services
 from modules.extension_host import facade
 from modules.extension_host.host import ExtensionHost
 from modules.extension_host.preload import collect_preload_hooks

@@ -1,8 +1,8 @@
 """A1111's lists of models as extensions read them: shared.sd_upscalers, shared.face_restorers,
 shared.hypernetworks, and the objects in them (UpscalerData, FaceRestoration).
 
-They are views built from our registries when read, so they follow the model folders; the
-upscaler registry is built on first use (no folder scan at start-up).
+They are views built from the app's registries (Services.upscalers, .faces, .networks) when
+read, so they follow the model folders.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 if TYPE_CHECKING:
-    from modules.core.services import Services
     from modules.postprocessing.upscalers import Upscaler, UpscalerRegistry
+    from modules.services import Services
 
 
 class UpscalerScaler:
@@ -62,17 +62,9 @@ class FaceRestorerView:
     def restore(self, np_image: Any) -> Any:
         import numpy as np
 
-        faces = self._services.generation.faces
-        if faces is None:
-            raise RuntimeError("face restoration is not configured in this app")
+        faces = self._services.faces
         image = Image.fromarray(np.asarray(np_image).astype("uint8"))
         return np.array(faces.restore(image, self._family))
-
-
-def build_upscalers(services: Services) -> UpscalerRegistry:
-    from modules.postprocessing.upscalers import UpscalerRegistry, upscaler_dirs
-
-    return UpscalerRegistry(upscaler_dirs(services.paths), device=services.policy.device)
 
 
 def sd_upscalers(registry: UpscalerRegistry) -> list[UpscalerData]:
@@ -80,18 +72,12 @@ def sd_upscalers(registry: UpscalerRegistry) -> list[UpscalerData]:
 
 
 def face_restorers(services: Services) -> list[FaceRestorerView]:
-    faces = services.generation.faces
-    if faces is None:
-        return []
-    return [FaceRestorerView(services, name) for name in faces.restorers().names()]
+    return [FaceRestorerView(services, name) for name in services.faces.restorers().names()]
 
 
 def hypernetworks(services: Services) -> dict[str, str]:
     """A1111's `shared.hypernetworks`: name -> file path."""
-    networks = services.generation.networks
-    if networks is None:
-        return {}
-    return {h.name: str(h.path) for h in networks.catalogue.hypernetworks()}
+    return {h.name: str(h.path) for h in services.networks.hypernetworks()}
 
 
 def default_dir(services: Services, flag: str) -> str | None:

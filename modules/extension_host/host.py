@@ -59,8 +59,7 @@ from modules.generation.processing import Processing
 from modules.generation.requests import Img2ImgRequest, Txt2ImgRequest
 
 if TYPE_CHECKING:
-    from modules.core.services import Services
-    from modules.postprocessing.upscalers import UpscalerRegistry
+    from modules.services import Services
 
 log = logging.getLogger("extensions")
 
@@ -366,11 +365,6 @@ class ExtensionHost:
         _keep_root_mount_last(app)
 
     # --- A1111 lists and helpers (shared.sd_upscalers, modules.cache, shared.mem_mon) -------------
-    @functools.cached_property
-    def upscalers(self) -> UpscalerRegistry:
-        """Built on first use (scans the upscaler folders once; `refresh()` rescans)."""
-        return compat_lists.build_upscalers(self.services)
-
     @functools.cached_property
     def cache(self) -> JsonCache:
         """A1111's cache.json (modules.cache), in the data dir's cache folder."""
