@@ -31,15 +31,19 @@ from modules.extension_host.installer import Installer
 from modules.extension_host.ui_tab import ExtensionsTab
 
 FIXTURES = Path(__file__).parent / "extensions_fixtures"
-PINNED = ("toy-pinned", "toy-pinned-req", "toy-pinned-raw")
+PINNED = ("toy-pinned", "toy-pinned-req", "toy-pinned-raw", "toy-pinned-extra")
 
 
-def _wheel(folder: Path, name: str, version: str) -> None:
-    """A minimal pure-Python wheel with one module `name` whose VERSION is `version`."""
+def _wheel(folder: Path, name: str, version: str, extras: dict[str, str] | None = None) -> None:
+    """A minimal pure-Python wheel with one module `name` whose VERSION is `version`; `extras`:
+    extra name -> the requirement it adds."""
     dist = f"{name}-{version}.dist-info"
+    meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+    for extra, requirement in (extras or {}).items():
+        meta += f'Provides-Extra: {extra}\nRequires-Dist: {requirement}; extra == "{extra}"\n'
     files = {
         f"{name}/__init__.py": f"VERSION = {version!r}\n",
-        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{dist}/METADATA": meta,
         f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
     }
     record = []
@@ -63,6 +67,7 @@ def toy_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
         _wheel(wheels, name, version)
     _wheel(wheels, "toyextra", "1.0")
     _wheel(wheels, "toyextra2", "1.0")
+    _wheel(wheels, "toyext", "1.0", {"heavy": "toycore<2", "light": "toyextra2"})
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     pip_home = root / "pip-home"
@@ -115,7 +120,13 @@ def host(toy_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
 def test_conflicting_requirements_are_left_out_and_reported(host: ExtensionHost, toy_env: Path) -> None:
     venv = toy_env / "venv"
     # what could be installed was; the core and the other extension's package kept their versions
-    assert _installed(venv) == {"toycore": "2.0", "toyshared": "2.0", "toyextra": "1.0", "toyextra2": "1.0"}
+    assert _installed(venv) == {
+        "toycore": "2.0",
+        "toyshared": "2.0",
+        "toyextra": "1.0",
+        "toyextra2": "1.0",
+        "toyext": "1.0",  # installed without its conflicting extra
+    }
     problems = {(p.extension, p.error) for p in host.problem_list()}
     core = "needs toycore<2, but the web UI runs on toycore 2.0 (a core package extensions cannot change)"
     assert ("toy-pinned", f"toycore<2 was not installed: {core}") in problems
@@ -131,6 +142,10 @@ def test_conflicting_requirements_are_left_out_and_reported(host: ExtensionHost,
     # an install.py running pip itself cannot downgrade either: pip refuses, the failure says why
     raw = [text for ext, text in problems if ext == "toy-pinned-raw"]
     assert len(raw) == 1 and "installer failed" in raw[0] and "pip refused a requirement that conflicts" in raw[0]
+    # raw pip with an extra that needs an older core package: installed without that extra
+    extra = "toyext[heavy] was not installed: its extra needs toycore<2, which conflicts with the web UI's packages"
+    assert ("toy-pinned-extra", extra) in problems
+    assert not any(ext == "toy-pinned-extra" and "installer failed" in text for ext, text in problems)
     # the Extensions tab shows it, per extension and in the problems list
     html = ExtensionsTab(host).problems_html()
     assert "toycore&lt;2 was not installed" in html or "toycore<2 was not installed" in html

@@ -34,8 +34,8 @@ try:
     from packaging.requirements import InvalidRequirement, Requirement
     from packaging.version import InvalidVersion, Version
 except ImportError:  # a bare venv: pip vendors packaging
-    from pip._vendor.packaging.requirements import InvalidRequirement, Requirement  # type: ignore[no-redef]
-    from pip._vendor.packaging.version import InvalidVersion, Version  # type: ignore[no-redef]
+    from pip._vendor.packaging.requirements import InvalidRequirement, Requirement  # type: ignore[no-redef,assignment]
+    from pip._vendor.packaging.version import InvalidVersion, Version  # type: ignore[no-redef,assignment]
 
 # Packages an extension must never up- or downgrade under the running app.
 CORE_PACKAGES = (
@@ -194,6 +194,43 @@ def install(args: Sequence[str], *, python: str = sys.executable) -> subprocess.
         return subprocess.run(command, capture_output=True, text=True, check=False)
     finally:
         os.unlink(handle.name)
+
+
+_CANNOT = re.compile(r"Cannot install (.+?) because", re.S)
+_CAUSE = re.compile(r'^\s*([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])? \S+ depends on (.+?); extra == "([^"]+)"', re.M)
+
+
+def rescue_plan(pip_output: str) -> tuple[list[str], list[Skipped]]:
+    """After pip refused an install (ResolutionImpossible): the same requirements without the
+    extras whose dependencies conflict (e.g. dynamicprompts[magicprompt] needs transformers<5),
+    and what is left out. ([], []) when dropping extras cannot help."""
+    cannot = _CANNOT.search(pip_output)
+    causes = _CAUSE.findall(pip_output)
+    if cannot is None or not causes:
+        return [], []
+    bad: dict[str, dict[str, str]] = {}
+    for package, dependency, extra in causes:
+        bad.setdefault(canonical(package), {})[extra] = dependency
+    plan: list[str] = []
+    skipped: list[Skipped] = []
+    for text in re.split(r",\s+(?![^\[]*\])|\s+and\s+", cannot.group(1).strip()):
+        try:
+            req = Requirement(text.strip())
+        except InvalidRequirement:
+            return [], []
+        drop = bad.get(canonical(req.name), {})
+        if not drop.keys() & req.extras:
+            return [], []  # the conflict is not in an optional extra: nothing to rescue
+        keep = sorted(req.extras - drop.keys())
+        extras = f"[{','.join(keep)}]" if keep else ""
+        plan.append(f"{req.name}{extras}{req.specifier}")
+        for extra in sorted(drop.keys() & req.extras):
+            skipped.append(
+                Skipped(
+                    f"{req.name}[{extra}]", f"its extra needs {drop[extra]}, which conflicts with the web UI's packages"
+                )
+            )
+    return plan, skipped
 
 
 def main(argv: Sequence[str]) -> int:

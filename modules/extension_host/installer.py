@@ -32,7 +32,15 @@ from pathlib import Path
 
 from modules.core.options import atomic_write_text
 from modules.core.paths import REPO_ROOT
-from modules.core.pip_policy import CORE_PACKAGES, Skipped, canonical, constraints, installed_versions, read_report
+from modules.core.pip_policy import (
+    CORE_PACKAGES,
+    Skipped,
+    canonical,
+    constraints,
+    installed_versions,
+    read_report,
+    rescue_plan,
+)
 
 log = logging.getLogger("extensions")
 
@@ -106,13 +114,38 @@ class Installer:
         return env
 
     def run(self, folder: Path) -> InstallRun:
-        """Run the installer of the extension in `folder`; never raises for installer failures."""
+        """Run the installer of the extension in `folder`; never raises for installer failures.
+
+        When pip refused a requirement because one of its optional extras conflicts with the web
+        UI's packages, the requirement is installed without that extra (reported) and the
+        installer runs once more - A1111 would have replaced the core package instead."""
         name = folder.name
         command = self.command_for(folder)
         if command is None:
             return InstallRun(name, False, True, None, False, 0.0, "")
         started = time.monotonic()
         report = Path(tempfile.mkdtemp(prefix="pip-policy-")) / "report.jsonl"
+        code, timed_out, output = self._execute(command, folder, report)
+        if code != 0 and not timed_out:
+            plan, dropped = rescue_plan(output)
+            if plan:
+                rescue = [self.python, "-m", "modules.core.pip_policy", "install", *plan]
+                code, timed_out, more = self._execute(rescue, folder, report)
+                if code == 0:
+                    _append_report(report, dropped)
+                    code, timed_out, again = self._execute(command, folder, report)
+                    more += again
+                output = (output + "\n--- without the conflicting extras ---\n" + more)[-OUTPUT_LIMIT:]
+        seconds = time.monotonic() - started
+        ok = not timed_out and code == 0
+        skipped = tuple(read_report(report))
+        shutil.rmtree(report.parent, ignore_errors=True)
+        result = InstallRun(name, True, ok, code, timed_out, seconds, output, skipped)
+        (log.info if ok else log.error)("%s", result.summary)
+        return result
+
+    def _execute(self, command: list[str], folder: Path, report: Path) -> tuple[int | None, bool, str]:
+        """(exit code, timed out, last OUTPUT_LIMIT characters of output) of one command."""
         proc = subprocess.Popen(
             command,
             cwd=folder,
@@ -129,14 +162,13 @@ class Installer:
             timed_out = True
             _kill_group(proc)
             raw, _ = proc.communicate()
-        seconds = time.monotonic() - started
-        output = raw.decode("utf-8", errors="replace")[-OUTPUT_LIMIT:]
-        ok = not timed_out and proc.returncode == 0
-        skipped = tuple(read_report(report))
-        shutil.rmtree(report.parent, ignore_errors=True)
-        result = InstallRun(name, True, ok, proc.returncode, timed_out, seconds, output, skipped)
-        (log.info if ok else log.error)("%s", result.summary)
-        return result
+        return proc.returncode, timed_out, raw.decode("utf-8", errors="replace")[-OUTPUT_LIMIT:]
+
+
+def _append_report(report: Path, skipped: Iterable[Skipped]) -> None:
+    with report.open("a", encoding="utf-8") as handle:
+        for item in skipped:
+            handle.write(json.dumps(asdict(item)) + "\n")
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
