@@ -236,3 +236,18 @@ def test_file_route_refuses_everything_outside_the_shared_roots(server: LiveServ
     status, body = _get(server, path)
     assert status in (403, 404), (status, body[:200])
     assert b"secret" not in body and b"root:" not in body and body != b"{}"
+
+
+def test_import_modules_then_use_a_submodule_as_attribute() -> None:
+    """adetailer's pattern: `import modules` then `modules.shared_items.sd_vae_items` (A1111 had
+    imported every module at start); here the submodule is imported when first read."""
+    code = (
+        "import modules\n"
+        "print(modules.shared_items.sd_vae_items.__name__, modules.sd_samplers.__name__)\n"
+        "try:\n    modules.no_such_module\nexcept AttributeError as e:\n    print('missing:', e)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert done.stdout.splitlines() == [
+        "sd_vae_items modules.sd_samplers",
+        "missing: module 'modules' has no attribute 'no_such_module'",
+    ]
