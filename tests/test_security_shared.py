@@ -302,6 +302,8 @@ def test_odd_and_broken_network_files_break_no_listing_or_job(shared: LiveServer
         for prompt in ("a ²7 cat <lora:v1²2:0.5>", "a cat <lora:broken:1>"):
             r = alice.post("/sdapi/v1/txt2img", json={**TINY_TXT2IMG, "prompt": prompt})
             assert r.status_code == 200 and len(r.json()["images"]) == 1, (prompt, r.text)
+        warning = json.loads(r.json()["info"])["comments"]  # the broken file is skipped, and the user told
+        assert "broken" in warning  # "Failed to find networks: broken": not listed, not fatal
 
 
 def test_invalid_values_stored_by_an_older_version_are_replaced_at_start(
