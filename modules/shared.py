@@ -50,13 +50,22 @@ _DYNAMIC: dict[str, Callable[[ExtensionHost], Any]] = {
     "demo": lambda h: h.demo,
     "data_path": lambda h: str(h.services.paths.data_dir),
     "models_path": lambda h: str(h.services.paths.models_dir),
-    "sd_upscalers": lambda h: [],
+    "sd_upscalers": lambda h: _sd_upscalers(h),
     "face_restorers": lambda h: [],
     "hypernetworks": lambda h: {},
     "loaded_hypernetworks": lambda h: [],
     "config_filename": lambda h: str(h.services.paths.config_file),
     "styles_filename": lambda h: [str(p) for p in h.services.paths.styles_files],
 }
+
+
+def _sd_upscalers(host: ExtensionHost) -> list[Any]:
+    """None, Lanczos, Nearest, then the model files (A1111's order, which scripts index into)."""
+    from modules.postprocessing.upscalers import A1111UpscalerData, UpscalerRegistry, upscaler_dirs
+
+    services = host.services
+    registry = UpscalerRegistry(upscaler_dirs(services.paths), device=services.policy.device)
+    return [A1111UpscalerData.of(u) for u in registry.all()]
 
 
 def __getattr__(name: str) -> Any:
