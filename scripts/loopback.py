@@ -35,8 +35,11 @@ def denoising_at(loop: int, loops: int, first: float, final: float, curve: str) 
 
 def _interrogate(kind: str, image: Any) -> str:
     from modules.extension_host.facade import current
+    from modules.interrogate.service import InterrogationService
 
-    return str(current().services.interrogation.interrogate(image, kind.lower()))
+    services = current().services
+    model = "clip" if kind == "CLIP" else "deepdanbooru"
+    return InterrogationService(services.models, services.paths, services.options).interrogate(image, model)
 
 
 class Script(scripts.Script):

@@ -59,9 +59,13 @@ def wire_interrogate(
         except InterrogatorUnavailable as exc:
             raise gr.Error(str(exc)) from None
 
-    for button, model in zip(buttons, ("clip", "deepdanbooru"), strict=True):
+    def clip(mode_index: Any, a: Any, b: Any, c: Any, d: Any, e: Any, request: gr.Request) -> str:
+        return run("clip", mode_index, (a, b, c, d, e), request)
 
-        def click(mode_index: Any, *values: Any, request: gr.Request, _model: str = model) -> str:
-            return run(_model, mode_index, values, request)
+    def deepbooru(mode_index: Any, a: Any, b: Any, c: Any, d: Any, e: Any, request: gr.Request) -> str:
+        return run("deepdanbooru", mode_index, (a, b, c, d, e), request)
 
-        button.click(click, inputs=[mode, *inputs], outputs=[prompt], show_progress="minimal")
+    if len(inputs) != 5:
+        raise ValueError("wire_interrogate expects the five image inputs of the img2img sub-tabs")
+    for button, handler in zip(buttons, (clip, deepbooru), strict=True):
+        button.click(handler, inputs=[mode, *inputs], outputs=[prompt], show_progress="minimal")
