@@ -14,18 +14,11 @@ import httpx
 import pytest
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
-from modules.api.auth import (
-    SESSION_COOKIE,
-    AuthConfigError,
-    LoginThrottle,
-    UserTable,
-    load_user_table,
-    parse_basic_header,
-)
+from modules.api.auth import SESSION_COOKIE, LoginThrottle, parse_basic_header
 from modules.api.login import AuthMiddleware
 from modules.core.cmd_args import parse_args
-from modules.generation.hooks import ScriptHooks
-from tests.api_server import TINY_TXT2IMG, LiveServer, start_server
+from modules.core.users import AuthConfigError, UserTable, load_user_table
+from tests.api_server import TINY_TXT2IMG, BlockHooks, LiveServer, start_server
 from tests.fixtures_models import TinyModelFiles
 
 ALICE, BOB, ROOT = ("alice", "pw-a"), ("bob", "pw-b"), ("root", "pw:r")
@@ -35,17 +28,6 @@ UPGRADE = {
     "sec-websocket-version": "13",
     "sec-websocket-key": "x3JJHMbDL1EzLkh9GBhXDw==",
 }
-
-
-class BlockHooks(ScriptHooks):
-    def __init__(self) -> None:
-        self.gate = threading.Event()
-        self.blocked = threading.Event()
-
-    def process_batch(self, p: Any, **kwargs: Any) -> None:
-        if p.prompt == "block":
-            self.blocked.set()
-            assert self.gate.wait(30)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +48,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModelFiles) 
         str(auth_file),
         settings={"api_login_max_failures": 3, "api_login_lockout_seconds": 1.5},
     )
-    server.services.generation.hooks = BlockHooks()
+    server.services.script_hooks.attach(BlockHooks())
     yield server
     server.stop()
 

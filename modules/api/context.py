@@ -17,8 +17,8 @@ from modules.api.login import client_address
 from modules.api.url_inputs import UrlPolicy
 from modules.core.cmd_args import is_non_local
 from modules.core.jobs import Job, JobFn
-from modules.core.services import Services
 from modules.postprocessing import FaceRestorers, UpscalerRegistry
+from modules.services import Services
 
 # Settings that name folders: through the API they would let a client write files anywhere.
 PATH_SETTING_PREFIXES = ("outdir_",)

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from PIL import Image
@@ -32,6 +32,7 @@ from modules.generation.hooks import (
     PostProcessMaskOverlayArgs,
     PostSampleArgs,
     ScriptHooks,
+    ScriptHooksSlot,
 )
 from modules.generation.img2img import Img2ImgPlan, img2img_batch, prepare_img2img
 from modules.generation.infotext import GenerationFacts, InfotextFlags, create_infotext
@@ -50,10 +51,10 @@ from modules.models.errors import ModelNotFound
 from modules.models.manager import LoadedModel, ModelManager
 from modules.networks.activation import NetworkActivator
 from modules.networks.options import NetworkOptions
-from modules.postprocessing.face_restoration import FaceRestorationUnavailable
 from modules.postprocessing.face_service import FaceRestorationService
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -62,12 +63,17 @@ class GenerationService:
     options: Options
     paths: Paths
     styles: StyleDatabase
-    hooks: ScriptHooks = field(default_factory=ScriptHooks)
-    write_params_txt: bool = True
-    filenames_max_length: int = 128
+    networks: NetworkActivator  # LoRA / embeddings / hypernetworks
+    faces: FaceRestorationService  # "Restore faces"
+    script_hooks: ScriptHooksSlot  # a job's hooks when its caller passes none (the extension host's runner)
+    write_params_txt: bool
+    filenames_max_length: int
     speed_cache: SpeedCache = field(default_factory=SpeedCache)  # torch.compile results, TAESD decoders
-    networks: NetworkActivator | None = None  # LoRA / embeddings / hypernetworks (None: tags ignored)
-    faces: FaceRestorationService | None = None  # "Restore faces" (None: refused with a clear error)
+
+    @property
+    def hooks(self) -> ScriptHooks:
+        """The default hooks now (no-op until the extension host attaches its runner)."""
+        return self.script_hooks.get()
 
     # --- entry points ------------------------------------------------------------------------
     def txt2img(
@@ -287,12 +293,15 @@ class GenerationService:
                     images.append(image)
                     infotexts.append(text)
                     if self._should_save(p):
-                        saved.append(str(self._save(p, image, text, index, model)))
+                        path = _unless_disk_fails(p, partial(self._save, p, image, text, index, model))
+                        if path is not None:
+                            saved.append(str(path))
         result = GenerationResult(images=images, infotexts=infotexts, p=p, saved_paths=saved, interrupted=interrupted)
         self._grid(p, result, model)
         hooks.postprocess(p, result)
         if self.write_params_txt and infotexts:
-            write_params_txt(self.paths.params_file, result.infotexts[result.index_of_first_image])
+            text = result.infotexts[result.index_of_first_image]
+            _unless_disk_fails(p, lambda: write_params_txt(self.paths.params_file, text))
         return result
 
     def _one_batch(
@@ -355,7 +364,6 @@ class GenerationService:
         """A1111's per-image steps: postprocess_image, postprocess_maskoverlay and the paste into
         the source image (img2img masks), postprocess_image_after_composite."""
         if p.face_restoration_model:  # A1111 restores faces before the scripts' postprocess_image
-            assert self.faces is not None
             image = self.faces.restore(image, p.face_restoration_model)
         pp = PostprocessImageArgs(image, index)
         hooks.postprocess_image(p, pp)
@@ -371,17 +379,12 @@ class GenerationService:
     def _face_restorer(self, p: Processing) -> str | None:
         if not p.restore_faces:
             return None
-        if self.faces is None:
-            raise FaceRestorationUnavailable("face restoration is not available in this setup")
         wanted = str(p.opts["face_restoration_model"] or "")
         return self.faces.resolve(None if wanted == "Automatic" else wanted)
 
     @contextmanager
     def _networks(self, p: Processing, model: LoadedModel, networks: dict[str, Any]) -> Iterator[None]:
         """LoRA/hypernetwork patches and embeddings for one batch; the model is restored on exit."""
-        if self.networks is None:
-            yield
-            return
         settings = NetworkOptions.from_settings(p.opts)
         lookup = self.networks.embedding_lookup(model)
         p.embedding_lookup = lookup
@@ -513,21 +516,40 @@ class GenerationService:
         )
         text = result.infotexts[0]
         if wants_save:
-            save_image(
-                grid,
-                self._outdir(p, grid=True),
-                "grid",
-                ctx=self._filename_context(p, model, 0),
-                options=self._saving_options(p),
-                infotext=text,
-                grid=True,
-                short_filename=True,
-                **self._save_callbacks(p),
+            _unless_disk_fails(
+                p,
+                lambda: save_image(
+                    grid,
+                    self._outdir(p, grid=True),
+                    "grid",
+                    ctx=self._filename_context(p, model, 0),
+                    options=self._saving_options(p),
+                    infotext=text,
+                    grid=True,
+                    short_filename=True,
+                    **self._save_callbacks(p),
+                ),
             )
         if wants_return:
             result.images.insert(0, grid)
             result.infotexts.insert(0, text)
             result.index_of_first_image = 1
+
+
+SAVE_FAILED = "saving"  # the key of the warning in p.comments (shown in the UI, in the API's info)
+
+
+def _unless_disk_fails(p: Processing, write: Callable[[], T]) -> T | None:
+    """Run a file write of the job; when the disk fails (full, read-only, gone) keep the job going:
+    its images still reach the client, with a warning that they were not stored."""
+    try:
+        return write()
+    except OSError as exc:
+        if SAVE_FAILED not in p.comments:
+            log.error("saving the job's files failed: %s", exc)
+            reason = exc.strerror or str(exc)
+            p.comments[SAVE_FAILED] = f"Warning: saving failed ({reason}); the images were not stored on the server."
+        return None
 
 
 def _or(value: float | None, default: Any) -> float:
