@@ -61,11 +61,9 @@ _DYNAMIC: dict[str, Callable[[ExtensionHost], Any]] = {
 
 def _sd_upscalers(host: ExtensionHost) -> list[Any]:
     """None, Lanczos, Nearest, then the model files (A1111's order, which scripts index into)."""
-    from modules.postprocessing.upscalers import A1111UpscalerData, UpscalerRegistry, upscaler_dirs
+    from modules.postprocessing.upscalers import A1111UpscalerData
 
-    services = host.services
-    registry = UpscalerRegistry(upscaler_dirs(services.paths), device=services.policy.device)
-    return [A1111UpscalerData.of(u) for u in registry.all()]
+    return [A1111UpscalerData.of(u) for u in host.services.upscalers.all()]
 
 
 def __getattr__(name: str) -> Any:

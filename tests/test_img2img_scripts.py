@@ -13,12 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from modules.app.bootstrap import assemble_services
 from modules.core.cmd_args import parse_args
 from modules.core.devices import DevicePolicy
-from modules.core.jobs import JobControl, LocalJobQueue
+from modules.core.jobs import JobControl
 from modules.core.paths import REPO_ROOT
-from modules.core.services import Services
-from modules.demo.builtin import builtin_checkpoints
 from modules.demo.dataset import Scene, render
 from modules.demo.evaluate import demo_env
 from modules.demo.judge import judge
@@ -29,6 +28,7 @@ from modules.generation.outpaint import expansion
 from modules.generation.processing import GenerationResult
 from modules.generation.requests import Img2ImgRequest
 from modules.generation.tile_grid import combine_grid, split_grid
+from modules.models.builtin_checkpoints import builtin_checkpoints
 from tests.api_server import b64_png, decode_b64, running_server
 from tests.fixtures_models import TinyModelFiles
 from tests.gen_env import GenEnv, env_services, pixels
@@ -142,15 +142,11 @@ def test_img2img_alternative_finds_the_noise_of_the_image(tmp_path: Path) -> Non
     """On the demo model (trained, so its ODE can be run backwards meaningfully): sampling forward
     from the found noise gives the source back, a new prompt changes the colour but keeps the shape."""
     demo = demo_env(tmp_path, builtin_checkpoints())
-    services = Services(
+    services = assemble_services(
         parse_args(["--data-dir", str(tmp_path)]),
-        demo.paths,
-        demo.options.registry,
-        demo.options,
-        DevicePolicy.cpu(),
-        LocalJobQueue(),
-        demo.models,
-        demo.service,
+        options=demo.options,
+        policy=DevicePolicy.cpu(),
+        generation=demo.service,
     )
     facade.bind(services, run_installers=False, builtin_dir=tmp_path / "none", core_scripts_dir=SCRIPTS)
     try:

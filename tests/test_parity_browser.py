@@ -30,9 +30,9 @@ pytestmark = [pytest.mark.browser]
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModelFiles) -> Iterator[LiveServer]:
+    from modules.app.bootstrap import build_services
     from modules.core.cmd_args import parse_args
     from modules.core.devices import DevicePolicy
-    from modules.core.services import build_services
     from modules.extension_host import facade
     from modules.server import build_app
 

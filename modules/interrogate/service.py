@@ -18,7 +18,7 @@ from PIL import Image
 
 from modules.core.options import Options
 from modules.core.paths import Paths
-from modules.demo.builtin import builtin_checkpoints
+from modules.models.builtin_checkpoints import builtin_checkpoints
 from modules.models.checkpoints import CheckpointInfo
 from modules.models.manager import ModelManager
 
