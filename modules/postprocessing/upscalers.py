@@ -254,26 +254,3 @@ class UpscalerRegistry:
 
     def entries(self) -> list[UpscalerEntry]:
         return [u.entry() for u in self._upscalers]
-
-
-@dataclass(frozen=True)
-class _A1111Scaler:
-    upscaler: Upscaler
-
-    def upscale(self, img: Image.Image, scale: float, selected_model: str | None = None) -> Image.Image:
-        return self.upscaler.upscale(img, scale)
-
-
-@dataclass(frozen=True)
-class A1111UpscalerData:
-    """One item of A1111's `shared.sd_upscalers` (what scripts and extensions index and call)."""
-
-    name: str
-    scaler: _A1111Scaler
-    data_path: str | None
-    scale: float
-
-    @classmethod
-    def of(cls, upscaler: Upscaler) -> A1111UpscalerData:
-        path = str(upscaler.model_path) if upscaler.model_path else None
-        return cls(upscaler.name, _A1111Scaler(upscaler), path, upscaler.scale)
