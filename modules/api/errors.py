@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from modules.api.limits import LimitExceeded
 from modules.api.url_inputs import UrlInputError
 from modules.core.jobs import JobInterrupted, JobNotFound, QueueFull
-from modules.core.options import OptionError
+from modules.core.options import OptionError, SettingsNotSaved
 from modules.core.users import AuthConfigError
 from modules.generation.image_io import ImageDecodeError
 from modules.generation.masking import MaskError
@@ -72,6 +72,7 @@ STATUS_BY_TYPE: tuple[tuple[type[BaseException], int], ...] = (
     (ImageDecodeError, 400),
     (MaskError, 400),
     (OptionError, 400),
+    (SettingsNotSaved, 507),
     (ModelError, 400),
     (UpscalerError, 400),
     (FaceRestorationUnavailable, 400),
