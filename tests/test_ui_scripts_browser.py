@@ -167,7 +167,7 @@ def test_refiner_accordion_switches_models_and_pastes_back(page: Any, live: Live
     page.reload(wait_until="load")
     page.wait_for_function("() => window.__uiLoadedFired === true", timeout=UI_LOADED_TIMEOUT_MS)
     page.locator("#txt2img_prompt textarea").fill(info.strip())
-    page.locator("#paste").click()  # the accordion opens by itself once the checkbox turns on
+    page.locator("#txt2img_paste").click()  # the accordion opens by itself once the checkbox turns on
     page.wait_for_function(
         "() => document.querySelector('#txt2img_enable-checkbox input')?.checked === true", timeout=10000
     )

@@ -24,6 +24,7 @@ from modules.core.users import AuthConfigError
 from modules.generation.image_io import ImageDecodeError
 from modules.generation.masking import MaskError
 from modules.generation.samplers import UnknownSamplerError, UnknownSchedulerError
+from modules.interrogate.service import InterrogatorUnavailable, UnknownInterrogator
 from modules.models.errors import ModelError, ModelNotFound
 from modules.postprocessing import FaceRestorationUnavailable, UpscalerError
 
@@ -75,6 +76,8 @@ STATUS_BY_TYPE: tuple[tuple[type[BaseException], int], ...] = (
     (ModelError, 400),
     (UpscalerError, 400),
     (FaceRestorationUnavailable, 400),
+    (InterrogatorUnavailable, 400),
+    (UnknownInterrogator, 404),
     (AuthConfigError, 400),
     (ValidationError, 422),
     (ValueError, 400),
