@@ -1,6 +1,8 @@
 """Builds the ASGI application: FastAPI with the API routes and the Gradio UI mounted on it.
 
 Middleware, outermost first (each covers everything inside it, Gradio and extension routes too):
+0. ProxyHeadersMiddleware: the client address from X-Forwarded-For, only from the trusted proxies
+   of --forwarded-allow-ips (uvicorn's own proxy-header handling is off: UVICORN_OPTIONS).
 1. SecurityMiddleware: Host header check (DNS rebinding), cross-origin refusal, body size limit,
    security headers.
 2. CORSMiddleware: closed unless --cors-allow-origins(-regex); its presence also stops Gradio
@@ -17,6 +19,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
@@ -30,7 +33,10 @@ from modules.api.errors import install_error_handlers
 from modules.api.files import add_file_routes, allowed_roots
 from modules.api.limits import RequestLimits
 from modules.api.login import AuthMiddleware, add_login_routes
+from modules.api.proxies import ProxyHeadersMiddleware, TrustedProxies
 from modules.api.security import HostPolicy, OriginPolicy, SecurityMiddleware
+from modules.core.paths import REPO_ROOT, Paths
+from modules.extension_host.preload import BUILTIN_DIR
 from modules.services import Services
 
 if TYPE_CHECKING:
@@ -114,6 +120,7 @@ def _add_middleware(app: FastAPI, services: Services, auth: Authenticator, hostn
         origins=origins,
         max_body_bytes=max_body,
     )
+    app.add_middleware(ProxyHeadersMiddleware, proxies=TrustedProxies.parse(args.forwarded_allow_ips))
 
 
 def _ui_login_by_us(app: FastAPI) -> None:
@@ -124,6 +131,12 @@ def _ui_login_by_us(app: FastAPI) -> None:
             gradio_app.auth = None  # type: ignore[union-attr]
             gradio_app.auth_dependency = current_user  # type: ignore[union-attr]
             gradio_app.get_blocks().auth = None  # type: ignore[union-attr]
+
+
+def extension_file_roots(paths: Paths) -> list[Path]:
+    """What /file= shares besides outputs (A1111): installed extensions' folders (user and
+    built-in) and the temp folders extensions write for their JavaScript (`tmp/`)."""
+    return [paths.extensions_dir, BUILTIN_DIR, REPO_ROOT / "tmp", paths.data_dir / "tmp"]
 
 
 def build_app(
@@ -157,7 +170,8 @@ def build_app(
         return {"user": user, "admin": auth.is_admin(user)}
 
     paths = services.paths
-    add_file_routes(app, paths.data_dir, allowed_roots(paths.outputs_dir, args.gradio_allowed_path or []))
+    shared = [*(args.gradio_allowed_path or []), *extension_file_roots(paths)]
+    add_file_routes(app, (paths.data_dir, REPO_ROOT), allowed_roots(paths.outputs_dir, shared))
     if extension_host is not None:
         from modules.extension_host.api import register_extension_routes
 

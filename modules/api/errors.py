@@ -19,11 +19,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from modules.api.limits import LimitExceeded
 from modules.api.url_inputs import UrlInputError
 from modules.core.jobs import JobInterrupted, JobNotFound, QueueFull
-from modules.core.options import OptionError
+from modules.core.options import OptionError, SettingsNotSaved
 from modules.core.users import AuthConfigError
 from modules.generation.image_io import ImageDecodeError
 from modules.generation.masking import MaskError
 from modules.generation.samplers import UnknownSamplerError, UnknownSchedulerError
+from modules.interrogate.service import InterrogatorUnavailable, UnknownInterrogator
 from modules.models.errors import ModelError, ModelNotFound
 from modules.postprocessing import FaceRestorationUnavailable, UpscalerError
 
@@ -71,9 +72,12 @@ STATUS_BY_TYPE: tuple[tuple[type[BaseException], int], ...] = (
     (ImageDecodeError, 400),
     (MaskError, 400),
     (OptionError, 400),
+    (SettingsNotSaved, 507),
     (ModelError, 400),
     (UpscalerError, 400),
     (FaceRestorationUnavailable, 400),
+    (InterrogatorUnavailable, 400),
+    (UnknownInterrogator, 404),
     (AuthConfigError, 400),
     (ValidationError, 422),
     (ValueError, 400),
@@ -108,6 +112,10 @@ def describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+# A full queue clears as jobs finish; clients (and A1111 scripts' retry loops) wait this long.
+QUEUE_FULL_RETRY_AFTER_S = 5
+
+
 def response_for(exc: BaseException) -> JSONResponse:
     status = status_for(exc)
     name = "OutOfMemoryError" if is_out_of_memory(exc) else type(exc).__name__
@@ -115,7 +123,8 @@ def response_for(exc: BaseException) -> JSONResponse:
         name = "JobCancelled"
     if status >= 500:
         log.error("API request failed: %s: %s", type(exc).__name__, exc)
-    return error_response(status, name, describe(exc))
+    headers = {"Retry-After": str(QUEUE_FULL_RETRY_AFTER_S)} if status == 429 else None
+    return error_response(status, name, describe(exc), headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

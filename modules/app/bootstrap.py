@@ -20,6 +20,7 @@ from modules.api.limits import API_OPTIONS, queue_policy
 from modules.core.cmd_args import parse_args
 from modules.core.devices import DevicePolicy
 from modules.core.jobs import LocalJobQueue
+from modules.core.leftovers import clean_at_start
 from modules.core.options import Options, OptionsRegistry
 from modules.core.paths import Paths
 from modules.core.shared_options import core_registry
@@ -30,8 +31,9 @@ from modules.generation.speed.settings import speed_options
 from modules.generation.styles import StyleDatabase
 from modules.models.builtin_checkpoints import DEMO_IMAGE_SIZE, builtin_checkpoints
 from modules.models.hashes import HashCache
-from modules.models.manager import ModelManager
+from modules.models.manager import MemoryBudget, ModelManager
 from modules.models.ml_imports import import_ml_libraries
+from modules.models.setting_refs import register_model_references
 from modules.networks.activation import NetworkActivator
 from modules.networks.catalogue import NetworkCatalogue
 from modules.networks.options import NETWORK_OPTIONS
@@ -91,9 +93,14 @@ def build_model_manager(
         safe_unpickle=safe_unpickle,
         cache_size=lambda: int(options.get("sd_checkpoint_cache")),
         builtin_checkpoints=builtin_checkpoints() if builtin else (),
+        budget=lambda: MemoryBudget.from_settings(
+            policy, int(options.get("sd_checkpoint_cache_ram_mb")), int(options.get("sd_checkpoint_cache_vram_mb"))
+        ),
+        fp8_storage=lambda: str(options.get("fp8_storage")),
         builtin_native_size=DEMO_IMAGE_SIZE,
     )
     models.refresh()
+    register_model_references(options, models)  # model settings name listed files only
     return models
 
 
@@ -104,9 +111,11 @@ def build_services(args: argparse.Namespace, *, policy: DevicePolicy | None = No
     paths.ensure()
     options = Options(build_registry(args), paths.config_file)
     options.load()
+    clean_at_start(paths, options.as_dict())  # temp files a crash left (.tmp, merge .partial)
     policy = policy or DevicePolicy.detect(args)
     safe = not args.disable_safe_unpickle
     models = build_model_manager(paths, policy, options, safe_unpickle=safe)
+    options.check_stored()  # values an older config.json holds that are no longer valid
     generation = build_generation_service(
         models=models,
         options=options,

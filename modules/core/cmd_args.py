@@ -62,6 +62,12 @@ def _add_network(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tls-certfile", default=None)
     g.add_argument("--disable-tls-verify", action="store_true")
     g.add_argument("--subpath", default=None, help="root path when behind a reverse proxy")
+    g.add_argument(
+        "--forwarded-allow-ips",
+        default=None,
+        help="trusted reverse proxies (comma-separated IPs or CIDR ranges): only requests from these "
+        "may name the client address in X-Forwarded-For; by default no proxy is trusted",
+    )
     g.add_argument("--timeout-keep-alive", type=int, default=30)
     g.add_argument("--no-gradio-queue", action="store_true")
     g.add_argument("--gradio-allowed-path", action="append", default=[])
@@ -117,7 +123,12 @@ def _add_devices(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lowram", action="store_true")
     g.add_argument("--no-half", action="store_true", help="keep weights in fp32")
     g.add_argument("--no-half-vae", action="store_true", help="keep the VAE in fp32")
-    g.add_argument("--precision", choices=("full", "half", "autocast"), default="autocast")
+    g.add_argument(
+        "--precision",
+        choices=("full", "half", "autocast", "bf16"),
+        default="autocast",
+        help="full = fp32; half/autocast = fp16 on CUDA/MPS; bf16 = bfloat16 where the GPU has it (fp16 otherwise)",
+    )
     g.add_argument("--upcast-sampling", action="store_true")
     g.add_argument("--use-cpu", nargs="+", default=[], help="'all' or modules to run on the CPU")
     g.add_argument("--device-id", default=None)

@@ -16,13 +16,16 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 ChoicesType = Sequence[Any] | Callable[[], Sequence[Any]] | None
+# value -> the value to store, or OptionError: for settings whose valid values are only known at
+# run time (model references: a listed checkpoint or VAE, never a path to some other file)
+Resolver = Callable[[Any], Any]
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class OptionInfo:
     restrict_api: bool = False
     comment: str = ""
     hidden: bool = False
+    resolver: Resolver | None = None  # set by the composition root (OptionsRegistry.add_resolver)
 
     def choice_list(self) -> list[Any] | None:
         if self.choices is None:
@@ -53,6 +57,11 @@ class OptionInfo:
 
 class OptionError(ValueError):
     """A value that does not fit its option; the message names the key and what is allowed."""
+
+
+class SettingsNotSaved(OSError):
+    """config.json could not be written (full or read-only disk): the running settings are those
+    of the last successful write, so what runs is what a restart would load."""
 
 
 @dataclass
@@ -65,6 +74,10 @@ class OptionsRegistry:
     def extend(self, infos: Sequence[OptionInfo]) -> None:
         for info in infos:
             self.add(info)
+
+    def add_resolver(self, key: str, resolver: Resolver) -> None:
+        """Check `key`'s values with `resolver` too, wherever they are validated (coerce_value)."""
+        self.options[key] = replace(self.options[key], resolver=resolver)
 
     def __contains__(self, key: object) -> bool:
         return key in self.options
@@ -128,6 +141,8 @@ def coerce_value(info: OptionInfo, value: Any, check_choices: bool = True) -> An
         bad = [v for v in value if v not in choices]
         if bad:
             raise OptionError(f"setting {info.key!r}: unknown entries {bad}; allowed {choices}")
+    if check_choices and info.resolver is not None:
+        value = info.resolver(value)
     return value
 
 
@@ -169,7 +184,8 @@ class Options:
         self._data: dict[str, Any] = {}
         self._lock = threading.RLock()
         self._listeners: dict[str, list[Callable[[], None]]] = {}
-        self.load_problems: list[str] = []  # stored values refused by load(), for the UI to show
+        self.replaced: dict[str, str] = {}  # key -> why the stored value was replaced by the default
+        self._saved: dict[str, Any] = {}  # what config.json holds (last load or successful write)
 
     # --- reading -------------------------------------------------------------------------
     def get(self, key: str) -> Any:
@@ -196,8 +212,44 @@ class Options:
         for key, value in (overrides or {}).items():
             if key not in self.registry:
                 raise OptionError(f"unknown setting {key!r} in override_settings")
-            checked[key] = coerce_value(self.registry[key], value)
+            checked[key] = self.validate(key, value)
         return OptionsView(self.as_dict(), checked)
+
+    # --- validation ----------------------------------------------------------------------
+    def add_resolver(self, key: str, resolver: Resolver) -> None:
+        """Check `key`'s values with `resolver` too (set, override_settings, stored values)."""
+        self.registry.add_resolver(key, resolver)
+
+    def validate(self, key: str, value: Any) -> Any:
+        """The value as it would be stored, or OptionError (type, range, choices, resolver)."""
+        if key not in self.registry:
+            raise OptionError(f"unknown setting {key!r}")
+        return coerce_value(self.registry[key], value)
+
+    def check_stored(self) -> dict[str, str]:
+        """Replace stored values that are no longer valid (an older config.json, a deleted model)
+        by the default, with a warning; call once everything the resolvers need exists.
+        Returns (and keeps in `replaced`) key -> reason. The file is left as it is."""
+        with self._lock:
+            stored = dict(self._data)
+        for key, value in stored.items():
+            if key not in self.registry:
+                continue
+            try:
+                self.validate(key, value)
+            except OptionError as exc:
+                log.warning(
+                    "stored setting %s=%r is not valid (%s); using the default %r",
+                    key,
+                    value,
+                    exc,
+                    self.registry[key].default,
+                )
+                self.replaced[key] = str(exc)
+                with self._lock:
+                    self._data.pop(key, None)
+                    self._saved.pop(key, None)  # a failed save must not bring it back
+        return dict(self.replaced)
 
     # --- writing -------------------------------------------------------------------------
     def set(self, key: str, value: Any, *, from_api: bool = False) -> bool:
@@ -207,7 +259,7 @@ class Options:
         info = self.registry[key]
         if from_api and info.restrict_api:
             return False
-        value = coerce_value(info, value)
+        value = self.validate(key, value)
         with self._lock:
             old = self.get(key)
             if old == value:
@@ -216,6 +268,29 @@ class Options:
         for listener in self._listeners.get(key, []):
             listener()
         return True
+
+    def update(self, values: Mapping[str, Any], *, from_api: bool = False) -> list[str]:
+        """Validate every value, write config.json with them, then make them the running values.
+
+        All or nothing: an invalid value (OptionError) or a failed write (OSError, e.g. a full
+        disk) changes neither the file nor the running settings. Returns the changed keys;
+        with `from_api`, `restrict_api` settings are left out (as `set` does)."""
+        checked = {
+            key: self.validate(key, value)
+            for key, value in values.items()
+            if not (from_api and key in self.registry and self.registry[key].restrict_api)
+        }
+        with self._lock:
+            changed = [key for key, value in checked.items() if self.get(key) != value]
+            if not changed:
+                return []
+            data = {**self._data, **{key: checked[key] for key in changed}}
+            self._write(data)
+            self._data = data
+        for key in changed:
+            for listener in self._listeners.get(key, []):
+                listener()
+        return changed
 
     def on_change(self, key: str, callback: Callable[[], None]) -> None:
         self._listeners.setdefault(key, []).append(callback)
@@ -234,27 +309,46 @@ class Options:
             log.warning("settings file %s is unreadable (%s); moved to %s, using defaults", self.path, exc, aside)
             return
         loaded: dict[str, Any] = {}
-        problems: list[str] = []
         for key, value in data.items():
             if key in self.registry:
-                info = self.registry[key]
                 try:
-                    value = coerce_value(info, value)
-                except OptionError as exc:  # a stored value must never break generation: the default
-                    problems.append(f"{info.label} ({key}): stored value ignored ({exc}); using {info.default!r}")
-                    log.warning("config.json: %s", problems[-1])
+                    value = coerce_value(self.registry[key], value, check_choices=False)
+                except OptionError as exc:
+                    log.warning("ignoring stored value: %s", exc)
                     continue
             loaded[key] = value  # unknown keys kept (an extension not loaded now may own them)
         with self._lock:
             self._data = loaded
-            self.load_problems = problems
+            self._saved = dict(loaded)
 
     def save(self) -> None:
+        """Write config.json. When the write fails, values set since the last successful write
+        are rolled back (SettingsNotSaved): the running settings never differ from the file's."""
         if self.path is None:
             return
         with self._lock:
-            payload = json.dumps(self._data, indent=4, ensure_ascii=False)
-        atomic_write_text(self.path, payload)
+            try:
+                self._write(self._data)
+                return
+            except SettingsNotSaved as exc:
+                failure = exc
+                rolled_back = [k for k in {**self._data, **self._saved} if self._data.get(k) != self._saved.get(k)]
+                self._data = dict(self._saved)
+        for key in rolled_back:
+            for listener in self._listeners.get(key, []):
+                listener()
+        raise failure
+
+    def _write(self, data: dict[str, Any]) -> None:
+        """Write `data` to config.json atomically (caller holds the lock); remember it as saved."""
+        if self.path is not None:
+            try:
+                atomic_write_text(self.path, json.dumps(data, indent=4, ensure_ascii=False))
+            except OSError as exc:
+                raise SettingsNotSaved(
+                    f"settings unchanged: writing {self.path.name} failed ({exc.strerror or exc})"
+                ) from exc
+        self._saved = dict(data)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from PIL import Image
 
+from modules.core.devices import MemoryPeak, peak_memory
 from modules.core.jobs import JobControl, JobInterrupted, JobSkipped
 from modules.core.options import Options
 from modules.core.paths import Paths
@@ -36,7 +37,7 @@ from modules.generation.hooks import (
 )
 from modules.generation.img2img import Img2ImgPlan, img2img_batch, prepare_img2img
 from modules.generation.infotext import GenerationFacts, InfotextFlags, create_infotext
-from modules.generation.latents import decode, tensor_to_pil
+from modules.generation.latents import tensor_to_pil
 from modules.generation.preview import preview_decoder
 from modules.generation.processing import VERSION, GenerationResult, Processing
 from modules.generation.prompt_parser import parse_extra_network_prompts, strip_comments
@@ -47,6 +48,8 @@ from modules.generation.speed import SpeedCache, SpeedSettings, speed_patches
 from modules.generation.styles import StyleDatabase
 from modules.generation.tiling import tiling_patch
 from modules.generation.txt2img import check_hires_target, txt2img_batch
+from modules.generation.vae_checked import decode_checked
+from modules.models.checkpoints import CheckpointInfo
 from modules.models.errors import ModelNotFound
 from modules.models.manager import LoadedModel, ModelManager
 from modules.networks.activation import NetworkActivator
@@ -54,6 +57,7 @@ from modules.networks.options import NetworkOptions
 from modules.postprocessing.face_service import FaceRestorationService
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -232,21 +236,29 @@ class GenerationService:
 
     def process(self, p: Processing, control: JobControl) -> GenerationResult:
         self._hooks(p).before_process(p)
-        model = self._model_for(p)
-        with self.models.use(model):
-            return self._process_loaded(p, model, control)
+        p.nan_check = self.models.policy.nans
+        peak: MemoryPeak | None = None
+        try:
+            with peak_memory(self.models.policy.device) as peak:
+                model = self._model_for(p)
+                with self.models.use(model):
+                    return self._process_loaded(p, model, control)
+        finally:
+            if peak is not None:
+                log.info("%s job peak memory: %s", p.kind, peak.describe())
 
     def _model_for(self, p: Processing) -> LoadedModel:
-        wanted = str(p.opts["sd_model_checkpoint"] or "")
+        wanted: str | CheckpointInfo = str(p.opts["sd_model_checkpoint"] or "")
+        storage = str(p.opts["fp8_storage"])  # a job's override applies as A1111's reload would
+        if not wanted and self.models.active is not None:
+            wanted = self.models.active.checkpoint
         if wanted:
-            model = self.models.load(wanted, vae=None)
-        elif self.models.active is not None:
-            model = self.models.active
+            model = self.models.load(wanted, vae=None, fp8_storage=storage)
         else:
             available = self.models.list_checkpoints()
             if not available:
                 raise ModelNotFound(f"no checkpoint found: put a model file into {self.paths.ckpt_dir}")
-            model = self.models.load(available[0], vae=None)
+            model = self.models.load(available[0], vae=None, fp8_storage=storage)
         self.models.set_vae(model, str(p.opts["sd_vae"]))
         p.sd_model_name = model.checkpoint.model_name
         p.sd_model_hash = model.checkpoint.shorthash
@@ -315,13 +327,16 @@ class GenerationService:
                     images.append(image)
                     infotexts.append(text)
                     if self._should_save(p):
-                        saved.append(str(self._save(p, image, text, index, model)))
+                        path = _unless_disk_fails(p, partial(self._save, p, image, text, index, model))
+                        if path is not None:
+                            saved.append(str(path))
         interrupted = interrupted or control.interrupted.is_set()  # stopped inside the last batch (kept)
         result = GenerationResult(images=images, infotexts=infotexts, p=p, saved_paths=saved, interrupted=interrupted)
         self._grid(p, result, model)
         hooks.postprocess(p, result)
         if self.write_params_txt and infotexts:
-            write_params_txt(self.paths.params_file, result.infotexts[result.index_of_first_image])
+            text = result.infotexts[result.index_of_first_image]
+            _unless_disk_fails(p, lambda: write_params_txt(self.paths.params_file, text))
         return result
 
     def _one_batch(
@@ -376,7 +391,7 @@ class GenerationService:
                 f"TAESD decoder not found in {self.paths.vae_approx_dir}: decoded with the full VAE"
             )
         with torch.inference_mode():
-            return decode(model.vae, latents)
+            return decode_checked(p, self.models, model, latents)
 
     def _finish_image(
         self, p: Processing, hooks: ScriptHooks, plan: Img2ImgPlan | None, image: Image.Image, i: int, index: int
@@ -536,21 +551,40 @@ class GenerationService:
         )
         text = result.infotexts[0]
         if wants_save:
-            save_image(
-                grid,
-                self._outdir(p, grid=True),
-                "grid",
-                ctx=self._filename_context(p, model, 0),
-                options=self._saving_options(p),
-                infotext=text,
-                grid=True,
-                short_filename=True,
-                **self._save_callbacks(p),
+            _unless_disk_fails(
+                p,
+                lambda: save_image(
+                    grid,
+                    self._outdir(p, grid=True),
+                    "grid",
+                    ctx=self._filename_context(p, model, 0),
+                    options=self._saving_options(p),
+                    infotext=text,
+                    grid=True,
+                    short_filename=True,
+                    **self._save_callbacks(p),
+                ),
             )
         if wants_return:
             result.images.insert(0, grid)
             result.infotexts.insert(0, text)
             result.index_of_first_image = 1
+
+
+SAVE_FAILED = "saving"  # the key of the warning in p.comments (shown in the UI, in the API's info)
+
+
+def _unless_disk_fails(p: Processing, write: Callable[[], T]) -> T | None:
+    """Run a file write of the job; when the disk fails (full, read-only, gone) keep the job going:
+    its images still reach the client, with a warning that they were not stored."""
+    try:
+        return write()
+    except OSError as exc:
+        if SAVE_FAILED not in p.comments:
+            log.error("saving the job's files failed: %s", exc)
+            reason = exc.strerror or str(exc)
+            p.comments[SAVE_FAILED] = f"Warning: saving failed ({reason}); the images were not stored on the server."
+        return None
 
 
 def _or(value: float | None, default: Any) -> float:

@@ -125,7 +125,13 @@ def create_ui(
             wire_pnginfo_send(ctx, pnginfo_parts)
         gr.HTML(_footer(services), elem_id="footer")
         _show_current_settings(demo, ctx, setting_components, json_box)
-    _report_stored_problems(problems, [*services.options.load_problems, *ctx.ui_config.problems])
+    registry = services.options.registry
+    replaced = [
+        f"{registry[key].label} ({key}): {reason}; using the default {registry[key].default!r}"
+        for key, reason in services.options.replaced.items()
+        if key in registry
+    ]
+    _report_stored_problems(problems, [*replaced, *ctx.ui_config.problems])
     ctx.ui_config.save_if_changed()
     return demo
 

@@ -12,7 +12,7 @@ from typing import Any
 import gradio as gr
 from gradio.components import Component
 
-from modules.core.options import OptionError, OptionInfo, Options
+from modules.core.options import OptionError, OptionInfo, Options, SettingsNotSaved
 from modules.ui.common import UiContext
 from modules.ui.option_components import ChoicesFn, option_component, runtime_choices
 
@@ -60,23 +60,24 @@ def apply_settings(
 ) -> ApplyResult:
     """Validate and store the shown values; saves config.json when anything changed."""
     result = ApplyResult()
+    valid: dict[str, Any] = {}
     for key, value in zip(keys, values, strict=True):
         if key in frozen or value is None:
             continue
-        info = options.registry[key]
         try:
-            changed = options.set(key, value)
+            valid[key] = options.validate(key, value)
         except OptionError as exc:
             result.errors[key] = str(exc)
-            continue
-        if changed:
-            result.changed.append(key)
-            if info.needs_reload_ui:
-                result.needs_reload_ui.append(info.label)
-            if info.needs_restart:
-                result.needs_restart.append(info.label)
-    if result.changed:
-        options.save()
+    try:
+        result.changed = options.update(valid)  # a failed write leaves the running values as they were
+    except SettingsNotSaved as exc:  # a full disk: nothing changed
+        result.errors["config.json"] = str(exc)
+    for key in result.changed:
+        info = options.registry[key]
+        if info.needs_reload_ui:
+            result.needs_reload_ui.append(info.label)
+        if info.needs_restart:
+            result.needs_restart.append(info.label)
     return result
 
 
