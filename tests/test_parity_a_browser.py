@@ -135,7 +135,7 @@ def test_settings_search_and_show_all_see_every_page(page: Any) -> None:
     page.locator("#settings_show_all_pages").click()
     page.wait_for_function("() => document.querySelector('#settings.show-all-pages')")
     shown = set(visible_setting_ids(page))
-    for key in ("samples_format", "eta_noise_seed_delta", "show_progress_every_n_steps", "sd_vae"):
+    for key in ("samples_format", "eta_noise_seed_delta", "show_progress_every_n_steps", "grid_format"):
         assert f"setting_{key}" in shown, key
 
 
@@ -147,17 +147,19 @@ def test_live_preview_fills_the_gallery_at_the_output_size_then_interrupt_keeps_
     set_number(page, "txt2img_height", 96)
     set_number(page, "txt2img_steps", 400)
     page.locator("#txt2img_generate").click()
-    page.wait_for_function(  # a preview in the gallery while the job runs
-        "() => { const img = document.querySelector('#txt2img_gallery img');"
-        " return img && img.complete && img.naturalWidth > 0 && document.querySelector('#txt2img_progress .progressDiv'); }",
+    page.wait_for_function(  # a preview where the result will be, while the job runs
+        "() => { const img = document.querySelector('#txt2img_progress .livePreview img');"
+        " return img && img.complete && img.naturalWidth > 0; }",
         timeout=120000,
     )
     size = page.evaluate(
-        "() => { const img = document.querySelector('#txt2img_gallery img');"
+        "() => { const img = document.querySelector('#txt2img_progress .livePreview img');"
         " const r = img.getBoundingClientRect(); return [img.naturalWidth, img.naturalHeight, r.width, r.height]; }"
     )
+    gallery_width = page.evaluate("() => document.querySelector('#txt2img_gallery').getBoundingClientRect().width")
     assert size[:2] == [128, 96]  # the output's size, not the 16x12 latent preview
-    assert size[2] >= 128  # shown large, where the result will be
+    assert size[2] >= 0.9 * gallery_width  # as wide as the gallery it stands over
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "parity-live-preview.png"))
     page.locator("#txt2img_interrupt").click()
     info = wait_for_result(page, "txt2img")

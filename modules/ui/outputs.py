@@ -7,7 +7,9 @@ saved (so a download is the saved file, infotext included), else PNGs carrying t
 
 from __future__ import annotations
 
+import base64
 import csv
+import io
 import json
 import logging
 import os
@@ -139,6 +141,12 @@ def _seconds(value: float) -> str:
     return f"{value // 60}m {value % 60:02d}s" if value >= 60 else f"{value}s"
 
 
+def _preview_data_uri(image: Image.Image) -> str:
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format="JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
 def preview_at_output_size(image: Image.Image, size: tuple[int, int] | None) -> Image.Image:
     """A cheap preview is latent-sized (1/8): shown scaled to the image being made."""
     if size is None or image.size == size:
@@ -168,25 +176,21 @@ def stream_job(
     """Submit `fn` to the job queue and stream progress, then the result, into `panel`."""
     job = ctx.services.jobs.submit(kind, fn, owner=user)
     yield {panel.task_id: job.id, panel.progress: progress_html(job, ctx.services.jobs.position(job), None)}
-    preview_id = -1
+    preview_id, preview_uri = -1, None
     while not job.done_event.wait(POLL_SECONDS):
         control = job.control
-        update: dict[Component, Any] = {panel.progress: progress_html(job, ctx.services.jobs.position(job), None)}
         if control.preview is not None and control.preview_id != preview_id:
             # A1111 shows the live preview where the result will be, at the output's size
-            preview_id = control.preview_id
-            update[panel.gallery] = [preview_at_output_size(control.preview, control.preview_size)]
-        yield update
-    cleared: dict[Component, Any] = {panel.gallery: []} if preview_id >= 0 else {}
+            preview = preview_at_output_size(control.preview, control.preview_size)
+            preview_id, preview_uri = control.preview_id, _preview_data_uri(preview)
+        yield {panel.progress: progress_html(job, ctx.services.jobs.position(job), preview_uri)}
     try:
         result = job.wait()
     except JobInterrupted:
-        message = infotext_html("Interrupted before it started.")
-        yield {**cleared, panel.progress: "", panel.html_info: message, panel.task_id: ""}
+        yield {panel.progress: "", panel.html_info: infotext_html("Interrupted before it started."), panel.task_id: ""}
         return
     except Exception as exc:  # boundary: show the job's error in the tab instead of a stack trace
-        message = error_html(f"{type(exc).__name__}: {exc}")
-        yield {**cleared, panel.progress: "", panel.html_info: message, panel.task_id: ""}
+        yield {panel.progress: "", panel.html_info: error_html(f"{type(exc).__name__}: {exc}"), panel.task_id: ""}
         return
     yield result_updates(ctx, panel, result)
 
