@@ -1,5 +1,5 @@
 """A1111's `modules.images` for extensions: save_image (with on_before/after_image_saved),
-image_grid, resize_image, read_info_from_image."""
+image_grid, resize_image, read_info_from_image, split_grid/combine_grid (tiles)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,12 @@ from modules.generation.masking import resize_image as _resize_image
 from modules.generation.saving import SavingOptions, next_sequence_number
 from modules.generation.saving import image_grid as _image_grid
 from modules.generation.saving import save_image as _save_image
+from modules.generation.tile_grid import Grid, combine_grid, split_grid
 
 __all__ = [
+    "Grid",
     "GridAnnotation",
+    "combine_grid",
     "draw_grid_annotations",
     "draw_prompt_matrix",
     "flatten",
@@ -28,6 +31,7 @@ __all__ = [
     "resize_image",
     "sanitize_filename_part",
     "save_image",
+    "split_grid",
 ]
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +48,7 @@ from modules.extension_host.discovery import (
 from modules.extension_host.extra_networks import ExtraNetworkRegistry
 from modules.extension_host.generation_hooks import connect_generation_events
 from modules.extension_host.gitops import ExtensionAccess, GitExtensions, GitInfo, InstallOutcome
+from modules.extension_host.gradio_compat import install_aliases
 from modules.extension_host.installer import Installer, InstallRun, InstallStamps, fingerprint, write_constraints
 from modules.extension_host.loader import LoadedScripts, list_script_files, load_script_files
 from modules.extension_host.metadata import CallbackOrder
@@ -127,6 +128,7 @@ class ExtensionHost:
         self.stamps = InstallStamps(services.paths.cache_dir / "extensions-installed.json")
         self.extensions: list[Extension] = []
         self.loaded = LoadedScripts()
+        self._remove_gradio_aliases: Callable[[], None] | None = None  # gr.Box, gr.X.update ... while loaded
         self.callbacks = CallbackRegistry(
             self.problems,
             extension_of=self._extension_name_of,
@@ -186,6 +188,8 @@ class ExtensionHost:
             for complaint in ext.metadata.callback_orders()[1]:
                 self.problems.note(ext.name, "metadata.ini", complaint)
         files = list_script_files(exts, self.problems, core_dir=self.core_scripts_dir)
+        if self._remove_gradio_aliases is None:
+            self._remove_gradio_aliases = install_aliases()
         self.loaded = load_script_files(files, self.problems)
         self.runner.tabs = self._tabs(self.loaded.scripts)
         post = [(c.cls, str(c.file.path), c.file.extension) for c in self.loaded.postprocessing]
@@ -203,6 +207,9 @@ class ExtensionHost:
         self.callbacks.clear()
         self.extra_networks.unregister_all()
         self.loaded.unload()
+        if self._remove_gradio_aliases is not None:
+            self._remove_gradio_aliases()
+            self._remove_gradio_aliases = None
         self.runner.tabs = self._tabs([])
         self.postprocessing = PostprocessingScripts([], self.problems)
 

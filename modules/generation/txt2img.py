@@ -23,7 +23,12 @@ from modules.generation.processing import Processing
 from modules.generation.speed import SpeedSettings, speed_patches
 from modules.models.manager import LoadedModel, ModelManager
 
-BUILTIN_IMAGE_UPSCALERS = {"Lanczos": Image.Resampling.LANCZOS, "Nearest": Image.Resampling.NEAREST}
+# "None" is A1111's no-model upscaler: the image is only resized (Lanczos) to the target size
+BUILTIN_IMAGE_UPSCALERS = {
+    "None": Image.Resampling.LANCZOS,
+    "Lanczos": Image.Resampling.LANCZOS,
+    "Nearest": Image.Resampling.NEAREST,
+}
 USE_SAME = ("", "Use same sampler", "Use same scheduler", "Use same checkpoint")
 
 
