@@ -235,6 +235,7 @@ def denoiser_for(
         finish=model_sigmas.finish_denoised,
         events=events,
         p=p,
+        nan_check=p.nan_check,
     )
 
 
