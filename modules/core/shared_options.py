@@ -100,6 +100,31 @@ CORE_OPTIONS: tuple[OptionInfo, ...] = (
     ),
     OptionInfo("sd_checkpoint_cache", 0, "Checkpoints to cache in RAM", SD, "slider", minimum=0, maximum=10, step=1),
     OptionInfo(
+        "sd_checkpoint_cache_ram_mb",
+        0,
+        "Memory budget for cached checkpoints in RAM (MiB)",
+        SD,
+        "number",
+        minimum=0,
+        comment="0 = half of the machine's RAM; least recently used models are dropped first",
+    ),
+    OptionInfo(
+        "sd_checkpoint_cache_vram_mb",
+        0,
+        "Memory budget for models on the GPU (MiB)",
+        SD,
+        "number",
+        minimum=0,
+        comment="0 = 90% of the GPU's memory; over it, idle models go back to RAM and then --medvram offload is used",
+    ),
+    OptionInfo(
+        "upcast_attn",
+        False,
+        "Upcast cross attention layer to float32",
+        SD,
+        comment="for SD2 models that give NaNs or black images in half precision",
+    ),
+    OptionInfo(
         "CLIP_stop_at_last_layers", 1, "Clip skip", SD, "slider", minimum=1, maximum=12, step=1, infotext="Clip skip"
     ),
     OptionInfo(
@@ -175,6 +200,29 @@ CORE_OPTIONS: tuple[OptionInfo, ...] = (
     ),
     OptionInfo(
         "sd_vae_decode_method", "Full", "VAE type for decode", VAE, "radio", ("Full", "TAESD"), infotext="VAE Decoder"
+    ),
+    OptionInfo(
+        "auto_vae_precision_bfloat16",
+        False,
+        "Automatically convert VAE to bfloat16",
+        VAE,
+        comment="when the VAE produces NaNs; used before the 32-bit fallback below, where the device has bfloat16",
+    ),
+    OptionInfo(
+        "auto_vae_precision",
+        True,
+        "Automatically revert VAE to 32-bit floats",
+        VAE,
+        comment="when the VAE produces NaNs in half precision it decodes again in fp32; off: the job fails",
+    ),
+    OptionInfo(
+        "fp8_storage",
+        "Disable",
+        "FP8 weight",
+        ("optimizations", "Optimizations"),
+        "radio",
+        ("Disable", "Enable for SDXL", "Enable"),
+        comment="store the UNet's Linear/Conv weights in float8 (half the memory of fp16); computed in fp16/bf16",
     ),
     # Infotext
     OptionInfo("add_model_hash_to_info", True, "Add model hash to infotext", INFOTEXT),

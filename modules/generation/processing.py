@@ -13,6 +13,7 @@ from typing import Any
 
 from PIL import Image
 
+from modules.core.devices import NanCheck
 from modules.core.options import OptionsView
 
 VERSION = "v1.10.1"  # the A1111 version whose behaviour we follow, written to infotext "Version"
@@ -112,6 +113,7 @@ class Processing:
     script_args: list[Any] = field(default_factory=list)
     embedding_lookup: Any = None  # textual-inversion lookup for the job's model (networks)
     embeddings_used: set[str] = field(default_factory=set)  # names, for "TI hashes"
+    nan_check: NanCheck = field(default_factory=NanCheck)  # the device policy's, set by the engine per job
 
     @property
     def clip_skip(self) -> int:

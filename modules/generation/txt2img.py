@@ -12,7 +12,6 @@ from modules.core.jobs import JobControl
 from modules.generation.hooks import ScriptHooks
 from modules.generation.latents import (
     LATENT_UPSCALE_MODES,
-    decode,
     encode,
     pil_to_tensor,
     tensor_to_pil,
@@ -21,6 +20,7 @@ from modules.generation.latents import (
 from modules.generation.passes import PassSpec, run_pass
 from modules.generation.processing import Processing
 from modules.generation.speed import SpeedSettings, speed_patches
+from modules.generation.vae_checked import decode_checked
 from modules.models.manager import LoadedModel, ModelManager
 
 # "None" is A1111's no-model upscaler: the image is only resized (Lanczos) to the target size
@@ -116,8 +116,8 @@ def txt2img_batch(
         refiner=refiner_of(p),
     )
     latents = run_pass(model, p, first, control, preview_every=preview_every, models=models)
-    if not p.enable_hr:
-        return latents
+    if not p.enable_hr or control.interrupted.is_set() or control.skipped.is_set():
+        return latents  # stopped during the first pass: A1111 returns it without the hires pass
     if n == 0:
         record_hires_params(p)
     return _hires_pass(p, model, latents, control, n, preview_every, models, networks)
@@ -138,7 +138,7 @@ def _hires_pass(
     if upscaler in LATENT_UPSCALE_MODES:
         hr_latent = upscale_latent(latents, upscaler, up_h, up_w)
     else:
-        images = tensor_to_pil(decode(model.vae, latents))
+        images = tensor_to_pil(decode_checked(p, models, model, latents))  # NaN check + fp32 fallback
         images = [_upscale_image(img, upscaler, up_w, up_h) for img in images]
         hr_latent = encode(model.vae, pil_to_tensor(images))
     if (final_w, final_h) != (up_w, up_h):
