@@ -17,7 +17,6 @@ from modules.core.devices import DevicePolicy
 from modules.core.jobs import Job, JobControl
 from modules.core.options import OptionError, Options
 from modules.core.shared_options import core_registry
-from modules.demo.model import IMAGE_SIZE
 from modules.services import Services
 from modules.ui.app import create_ui, order_tabs
 from modules.ui.common import bind_values
@@ -28,6 +27,7 @@ from modules.ui.settings import apply_settings
 from modules.ui.toprow import TokenCounter
 from modules.ui.ui_config import UiConfig
 from tests.fixtures_models import TinyModelFiles, link_into
+from tools.demo.model import IMAGE_SIZE
 
 INFOTEXT = (
     "a cat, (sitting:1.2)\nNegative prompt: blurry\n"

@@ -10,7 +10,7 @@ facades (`modules.shared` & co.) are views onto the host bound by
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,15 +42,15 @@ from modules.extension_host.discovery import (
     find_extension,
 )
 from modules.extension_host.extra_networks import ExtraNetworkRegistry
-from modules.extension_host.generation_hooks import connect_generation_events
 from modules.extension_host.gitops import ExtensionAccess, GitExtensions, GitInfo, InstallOutcome
 from modules.extension_host.installer import Installer, InstallRun, InstallStamps, fingerprint, write_constraints
+from modules.extension_host.job_context import CURRENT_CONTROL
 from modules.extension_host.loader import LoadedScripts, list_script_files, load_script_files
 from modules.extension_host.metadata import CallbackOrder
 from modules.extension_host.postprocessing import PostprocessingScripts
 from modules.extension_host.preload import BUILTIN_DIR, disable_mode
 from modules.extension_host.problems import Problem, ProblemLog
-from modules.extension_host.runner import CURRENT_CONTROL, TABS, HookOrdering, ScriptRunner, TabScripts
+from modules.extension_host.runner import TABS, HookOrdering, ScriptRunner, TabScripts
 from modules.generation.processing import Processing
 from modules.generation.requests import Img2ImgRequest, Txt2ImgRequest
 
@@ -402,3 +402,16 @@ def _keep_root_mount_last(app: Any) -> None:
     root = [r for r in routes if isinstance(r, Mount) and r.path in ("", "/")]
     if root:
         routes[:] = [r for r in routes if r not in root] + root
+
+
+def connect_generation_events(host: ExtensionHost) -> Callable[[], None]:
+    """Wire the host's callbacks into the runner and on_model_loaded into the model manager.
+    Returns a function that disconnects the model-loaded listener."""
+    host.runner.callbacks = host.callbacks
+    callbacks = host.callbacks
+
+    def model_loaded(model: Any) -> None:
+        if callbacks.count("model_loaded"):
+            callbacks.model_loaded(SdModelView(model))
+
+    return host.services.models.add_loaded_listener(model_loaded)

@@ -9,7 +9,6 @@ import torch
 from PIL import Image
 
 from modules.core.jobs import JobControl
-from modules.generation.hooks import ScriptHooks
 from modules.generation.latents import (
     LATENT_UPSCALE_MODES,
     decode,
@@ -170,7 +169,7 @@ def _hires_pass(
 def _before_hires_sampling(p: Processing, n: int, networks: Mapping[str, Any] | None) -> None:
     """A1111 sample_hr_pass: extra networks activate again (after_extra_networks_activate), then before_hr."""
     hooks = p.scripts
-    if not isinstance(hooks, ScriptHooks):
+    if hooks is None:
         return
     if not p.disable_extra_networks:
         hooks.after_extra_networks_activate(

@@ -18,7 +18,7 @@ from modules.generation.processing import GenerationResult
 from modules.generation.requests import INPAINTING_FILL_NAMES, RESIZE_MODE_NAMES, Img2ImgRequest
 from modules.ui import params
 from modules.ui.common import Fields, UiContext
-from modules.ui.extra_networks import build_extra_networks
+from modules.ui.extra_networks_panel import build_extra_networks
 from modules.ui.outputs import output_panel
 from modules.ui.paste import infotext_to_ui_values
 from modules.ui.scripts_ui import build_scripts_ui

@@ -12,7 +12,7 @@ from modules.generation.hooks import ScriptHooks
 from modules.generation.requests import Txt2ImgRequest
 from modules.ui import params
 from modules.ui.common import Fields, UiContext
-from modules.ui.extra_networks import build_extra_networks
+from modules.ui.extra_networks_panel import build_extra_networks
 from modules.ui.outputs import output_panel
 from modules.ui.scripts_ui import build_scripts_ui
 from modules.ui.toprow import TokenCounter, build_toprow, wire_interrupt_skip
