@@ -278,9 +278,6 @@ class LocalJobQueue:
             self._cond.notify_all()
         return job
 
-    def run_sync(self, kind: str, fn: JobFn, *, owner: str | None = None, task_id: str | None = None) -> Any:
-        return self.submit(kind, fn, owner=owner, task_id=task_id).wait()
-
     # --- queries ---------------------------------------------------------------------------
     def is_admin(self, user: str | None) -> bool:
         return user is not None and user in self.admins

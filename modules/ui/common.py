@@ -86,15 +86,6 @@ def tool_button(symbol: str, elem_id: str) -> gr.Button:
     return gr.Button(symbol, elem_id=elem_id, elem_classes=["tool"], min_width=40, scale=0, size="sm")
 
 
-def choice_index(choices: Sequence[str], value: Any, default: int = 0) -> int:
-    if isinstance(value, int):
-        return value
-    try:
-        return list(choices).index(str(value))
-    except ValueError:
-        return default
-
-
 def updates_for(fields: Fields, values: Mapping[str, Any]) -> dict[Component, Any]:
     """Component updates for the given field values (unknown field names are ignored)."""
     return {fields[name]: gr.update(value=value) for name, value in values.items() if name in fields}
