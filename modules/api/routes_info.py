@@ -33,7 +33,6 @@ from modules.api.schemas import (
     SDVaeItem,
     UpscalerItem,
 )
-from modules.core.options import coerce_value
 from modules.generation import samplers
 from modules.generation.latents import LATENT_UPSCALE_MODES
 from modules.models.errors import ModelNotFound
@@ -66,8 +65,8 @@ def add_settings_routes(router: APIRouter, ctx: ApiContext) -> None:
         unknown = sorted(k for k in body if k not in registry)
         if unknown:
             raise ApiError(400, f"unknown settings: {', '.join(unknown)}", "OptionError")
-        for key, value in body.items():  # validate everything before changing anything
-            coerce_value(registry[key], value)
+        for key, value in body.items():  # validate everything (model names too) before changing anything
+            services.options.validate(key, value)
         checkpoint = body.get("sd_model_checkpoint")
         if checkpoint and not registry["sd_model_checkpoint"].restrict_api:
             try:
@@ -76,9 +75,12 @@ def add_settings_routes(router: APIRouter, ctx: ApiContext) -> None:
                 raise ApiError(400, str(exc), "ModelNotFound") from exc
             await wait_for(ctx.submit(request, "load-model", lambda _: services.models.load(info)))
             body = {**body, "sd_model_checkpoint": info.title}
-        for key, value in body.items():
-            services.options.set(key, value, from_api=True)
-        services.options.save()
+        try:
+            services.options.update(body, from_api=True)  # all or nothing, also when the write fails
+        except OSError as exc:
+            raise ApiError(
+                507, f"settings unchanged: saving them failed ({exc.strerror or exc})", "SaveFailed"
+            ) from None
 
     @router.get("/cmd-flags", response_model=dict[str, Any])
     async def get_cmd_flags() -> dict[str, Any]:

@@ -78,12 +78,10 @@ def _wire_change(ctx: UiContext, key: str, component: Any, status: gr.HTML, json
         try:
             if key == CHECKPOINT:
                 ctx.services.models.find_checkpoint(str(value))
-            changed = options.set(key, value)
-        except (OptionError, KeyError, ValueError) as exc:
+            changed = bool(options.update({key: value}))  # a failed write changes nothing
+        except (OptionError, KeyError, ValueError, OSError) as exc:
             yield f'<span class="error">{html.escape(str(exc))}</span>', settings_json(options)
             return
-        if changed:
-            options.save()
         if key != CHECKPOINT or not changed:
             yield "", settings_json(options)
             return

@@ -60,23 +60,24 @@ def apply_settings(
 ) -> ApplyResult:
     """Validate and store the shown values; saves config.json when anything changed."""
     result = ApplyResult()
+    valid: dict[str, Any] = {}
     for key, value in zip(keys, values, strict=True):
         if key in frozen or value is None:
             continue
-        info = options.registry[key]
         try:
-            changed = options.set(key, value)
+            valid[key] = options.validate(key, value)
         except OptionError as exc:
             result.errors[key] = str(exc)
-            continue
-        if changed:
-            result.changed.append(key)
-            if info.needs_reload_ui:
-                result.needs_reload_ui.append(info.label)
-            if info.needs_restart:
-                result.needs_restart.append(info.label)
-    if result.changed:
-        options.save()
+    try:
+        result.changed = options.update(valid)  # a failed write leaves the running values as they were
+    except OSError as exc:
+        result.errors["config.json"] = f"settings unchanged: saving them failed ({exc.strerror or exc})"
+    for key in result.changed:
+        info = options.registry[key]
+        if info.needs_reload_ui:
+            result.needs_reload_ui.append(info.label)
+        if info.needs_restart:
+            result.needs_restart.append(info.label)
     return result
 
 
