@@ -17,7 +17,8 @@ from PIL import Image, ImageFilter
 
 from modules.generation.infotext import parse_generation_parameters
 from modules.models.builtin_checkpoints import DEMO_CHECKPOINT, builtin_checkpoints
-from modules.models.identify import identify_file, read_safetensors_header
+from modules.models.identify import identify_file
+from modules.models.safetensors_header import read_safetensors_header
 from tests.fixtures_models import TinyModelFiles, link_into
 from tools.demo import train
 from tools.demo.dataset import COLOURS, SHAPES, Scene, caption, make_samples, random_scene, render

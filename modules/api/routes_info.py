@@ -75,12 +75,7 @@ def add_settings_routes(router: APIRouter, ctx: ApiContext) -> None:
                 raise ApiError(400, str(exc), "ModelNotFound") from exc
             await wait_for(ctx.submit(request, "load-model", lambda _: services.models.load(info)))
             body = {**body, "sd_model_checkpoint": info.title}
-        try:
-            services.options.update(body, from_api=True)  # all or nothing, also when the write fails
-        except OSError as exc:
-            raise ApiError(
-                507, f"settings unchanged: saving them failed ({exc.strerror or exc})", "SaveFailed"
-            ) from None
+        services.options.update(body, from_api=True)  # all or nothing; a failed write: SettingsNotSaved (507)
 
     @router.get("/cmd-flags", response_model=dict[str, Any])
     async def get_cmd_flags() -> dict[str, Any]:

@@ -11,7 +11,6 @@ from PIL import Image
 from modules.core.jobs import JobControl
 from modules.generation.latents import (
     LATENT_UPSCALE_MODES,
-    decode,
     encode,
     pil_to_tensor,
     tensor_to_pil,
@@ -20,9 +19,15 @@ from modules.generation.latents import (
 from modules.generation.passes import PassSpec, run_pass
 from modules.generation.processing import Processing
 from modules.generation.speed import SpeedSettings, speed_patches
+from modules.generation.vae_checked import decode_checked
 from modules.models.manager import LoadedModel, ModelManager
 
-BUILTIN_IMAGE_UPSCALERS = {"Lanczos": Image.Resampling.LANCZOS, "Nearest": Image.Resampling.NEAREST}
+# "None" is A1111's no-model upscaler: the image is only resized (Lanczos) to the target size
+BUILTIN_IMAGE_UPSCALERS = {
+    "None": Image.Resampling.LANCZOS,
+    "Lanczos": Image.Resampling.LANCZOS,
+    "Nearest": Image.Resampling.NEAREST,
+}
 USE_SAME = ("", "Use same sampler", "Use same scheduler", "Use same checkpoint")
 
 
@@ -132,7 +137,7 @@ def _hires_pass(
     if upscaler in LATENT_UPSCALE_MODES:
         hr_latent = upscale_latent(latents, upscaler, up_h, up_w)
     else:
-        images = tensor_to_pil(decode(model.vae, latents))
+        images = tensor_to_pil(decode_checked(p, models, model, latents))  # NaN check + fp32 fallback
         images = [_upscale_image(img, upscaler, up_w, up_h) for img in images]
         hr_latent = encode(model.vae, pil_to_tensor(images))
     if (final_w, final_h) != (up_w, up_h):

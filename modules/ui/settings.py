@@ -12,7 +12,7 @@ from typing import Any
 import gradio as gr
 from gradio.components import Component
 
-from modules.core.options import OptionError, OptionInfo, Options
+from modules.core.options import OptionError, OptionInfo, Options, SettingsNotSaved
 from modules.ui.common import UiContext
 from modules.ui.option_components import ChoicesFn, option_component, runtime_choices
 
@@ -70,8 +70,8 @@ def apply_settings(
             result.errors[key] = str(exc)
     try:
         result.changed = options.update(valid)  # a failed write leaves the running values as they were
-    except OSError as exc:
-        result.errors["config.json"] = f"settings unchanged: saving them failed ({exc.strerror or exc})"
+    except SettingsNotSaved as exc:  # a full disk: nothing changed
+        result.errors["config.json"] = str(exc)
     for key in result.changed:
         info = options.registry[key]
         if info.needs_reload_ui:
