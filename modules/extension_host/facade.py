@@ -85,6 +85,10 @@ def current() -> ExtensionHost:
     return host
 
 
+def is_bound() -> bool:
+    return _SLOT.host is not None
+
+
 def caller_file(skip: int = 2) -> str:
     """File of the code that called the facade function (for callback ordering names)."""
     frame = sys._getframe(skip)
