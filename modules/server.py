@@ -24,11 +24,11 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from modules.access.limits import RequestLimits
 from modules.api.auth import Authenticator, LoginThrottle
 from modules.api.context import ApiContext, ServerControl, current_user
 from modules.api.errors import install_error_handlers
 from modules.api.files import add_file_routes, allowed_roots
-from modules.api.limits import RequestLimits
 from modules.api.login import AuthMiddleware, add_login_routes
 from modules.api.security import HostPolicy, OriginPolicy, SecurityMiddleware
 from modules.core.services import Services
@@ -154,7 +154,7 @@ def build_app(
     @app.get("/internal/whoami", tags=["internal"])
     async def whoami(request: Request) -> dict[str, object]:
         user = current_user(request)
-        return {"user": user, "admin": auth.is_admin(user)}
+        return {"user": user, "admin": services.access.is_admin(user)}
 
     paths = services.paths
     add_file_routes(app, paths.data_dir, allowed_roots(paths.outputs_dir, args.gradio_allowed_path or []))

@@ -21,6 +21,7 @@ from modules.api.context import ServerControl
 from modules.core.cmd_args import parse_args
 from modules.core.devices import DevicePolicy
 from modules.core.services import Services, build_services
+from modules.generation.hooks import ScriptHooks
 from modules.server import build_app
 from tests.fixtures_models import TinyModelFiles, link_into, models_home
 
@@ -121,6 +122,19 @@ def gradient(size: int = 64) -> Image.Image:
     image = Image.new("RGB", (size, size))
     image.putdata([(x * 4 % 256, y * 4 % 256, (x + y) * 2 % 256) for y in range(size) for x in range(size)])
     return image
+
+
+class BlockHooks(ScriptHooks):
+    """Holds a job whose prompt is "block" until `gate` is set (`blocked` says it got there)."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.blocked = threading.Event()
+
+    def process_batch(self, p: Any, **kwargs: Any) -> None:
+        if p.prompt == "block":
+            self.blocked.set()
+            assert self.gate.wait(60)
 
 
 TINY_TXT2IMG: dict[str, Any] = {"prompt": "a red circle", "width": 64, "height": 64, "steps": 2, "seed": 1}

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from modules.access.policy import AccessPolicy
 from modules.core.devices import DevicePolicy
 from modules.core.jobs import JobControl, LocalJobQueue
 from modules.core.options import Options
@@ -21,6 +22,8 @@ from modules.generation.requests import Img2ImgRequest, Txt2ImgRequest
 from modules.generation.styles import StyleDatabase
 from modules.models.hashes import HashCache
 from modules.models.manager import ModelManager
+from modules.workflows.runner import JobRunner
+from modules.workflows.settings import SettingsService
 from tests.fixtures_models import TinyModelFiles, link_into, models_home
 
 SD1 = "tiny-sd1"
@@ -82,15 +85,21 @@ def env(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModelFiles) -
 
 def env_services(env: GenEnv, args: argparse.Namespace) -> Services:
     """Services over the env's models and generation service (to bind an extension host to)."""
+    access = AccessPolicy(env.options, args, admins=frozenset(), logins=False)
+    runner = JobRunner(LocalJobQueue(visible=access.may_see_job))
+    settings = SettingsService(env.options, env.models, runner, access)
     return Services(
         args,
         env.service.paths,
         env.options.registry,
         env.options,
         DevicePolicy.cpu(),
-        LocalJobQueue(),
+        runner.jobs,
         env.models,
         env.service,
+        access,
+        runner,
+        settings,
     )
 
 

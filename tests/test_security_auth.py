@@ -24,8 +24,7 @@ from modules.api.auth import (
 )
 from modules.api.login import AuthMiddleware
 from modules.core.cmd_args import parse_args
-from modules.generation.hooks import ScriptHooks
-from tests.api_server import TINY_TXT2IMG, LiveServer, start_server
+from tests.api_server import TINY_TXT2IMG, BlockHooks, LiveServer, start_server
 from tests.fixtures_models import TinyModelFiles
 
 ALICE, BOB, ROOT = ("alice", "pw-a"), ("bob", "pw-b"), ("root", "pw:r")
@@ -35,17 +34,6 @@ UPGRADE = {
     "sec-websocket-version": "13",
     "sec-websocket-key": "x3JJHMbDL1EzLkh9GBhXDw==",
 }
-
-
-class BlockHooks(ScriptHooks):
-    def __init__(self) -> None:
-        self.gate = threading.Event()
-        self.blocked = threading.Event()
-
-    def process_batch(self, p: Any, **kwargs: Any) -> None:
-        if p.prompt == "block":
-            self.blocked.set()
-            assert self.gate.wait(30)
 
 
 @pytest.fixture(scope="module")

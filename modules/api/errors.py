@@ -16,8 +16,9 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from modules.access.limits import LimitExceeded
+from modules.access.policy import AccessDenied
 from modules.api.auth import AuthConfigError
-from modules.api.limits import LimitExceeded
 from modules.api.url_inputs import UrlInputError
 from modules.core.jobs import JobInterrupted, JobNotFound, QueueFull
 from modules.core.options import OptionError
@@ -26,6 +27,7 @@ from modules.generation.masking import MaskError
 from modules.generation.samplers import UnknownSamplerError, UnknownSchedulerError
 from modules.models.errors import ModelError, ModelNotFound
 from modules.postprocessing import FaceRestorationUnavailable, UpscalerError
+from modules.workflows.runner import describe, is_out_of_memory
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +40,6 @@ class ApiError(Exception):
         self.status = status
         self.detail = detail
         self.error = error or type(self).__name__
-
-
-class Forbidden(ApiError):
-    def __init__(self, detail: str):
-        super().__init__(403, detail, "Forbidden")
 
 
 def error_body(error: str, detail: Any, errors: str = "") -> dict[str, Any]:
@@ -64,6 +61,7 @@ STATUS_BY_TYPE: tuple[tuple[type[BaseException], int], ...] = (
     (JobNotFound, 404),
     (QueueFull, 429),
     (JobInterrupted, 409),
+    (AccessDenied, 403),
     (LimitExceeded, 400),
     (UrlInputError, 400),
     (UnknownSamplerError, 400),
@@ -80,13 +78,6 @@ STATUS_BY_TYPE: tuple[tuple[type[BaseException], int], ...] = (
 )
 
 
-def is_out_of_memory(exc: BaseException) -> bool:
-    """MemoryError, torch.OutOfMemoryError (CUDA/MPS/XPU), and errors whose text says so."""
-    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
-        return True
-    return "out of memory" in str(exc).lower() and isinstance(exc, RuntimeError)
-
-
 def status_for(exc: BaseException) -> int:
     if is_out_of_memory(exc):
         return 500
@@ -96,23 +87,13 @@ def status_for(exc: BaseException) -> int:
     return 500
 
 
-def describe(exc: BaseException) -> str:
-    if isinstance(exc, JobInterrupted):
-        return "the job was cancelled before it started"
-    if isinstance(exc, JobNotFound):
-        return f"no task {exc.args[0]!r}" if exc.args else "no such task"
-    if is_out_of_memory(exc):
-        return f"out of memory while running the job ({type(exc).__name__}: {exc}); try a smaller size or batch"
-    if isinstance(exc, ValidationError):
-        return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-    return str(exc) or type(exc).__name__
-
-
 def response_for(exc: BaseException) -> JSONResponse:
     status = status_for(exc)
     name = "OutOfMemoryError" if is_out_of_memory(exc) else type(exc).__name__
     if isinstance(exc, JobInterrupted):
         name = "JobCancelled"
+    if isinstance(exc, AccessDenied):
+        name = "Forbidden"
     if status >= 500:
         log.error("API request failed: %s: %s", type(exc).__name__, exc)
     return error_response(status, name, describe(exc))

@@ -11,8 +11,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from modules.access.limits import API_OPTIONS, queue_policy
+from modules.access.policy import AccessPolicy
 from modules.api.auth import UserTable, load_user_table
-from modules.api.limits import API_OPTIONS, queue_policy
 from modules.core.devices import DevicePolicy
 from modules.core.jobs import LocalJobQueue
 from modules.core.options import Options, OptionsRegistry
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     from modules.generation.engine import GenerationService
     from modules.models.manager import ModelManager
     from modules.train.service import TrainingService
+    from modules.workflows.runner import JobRunner
+    from modules.workflows.settings import SettingsService
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,9 @@ class Services:
     jobs: LocalJobQueue
     models: ModelManager
     generation: GenerationService
+    access: AccessPolicy  # the one access policy (modules.access.policy) every adapter asks
+    runner: JobRunner  # submit / stream / await jobs for a caller (UI and API)
+    settings: SettingsService  # settings and checkpoint changes (Settings tab, quicksettings, API)
     users: UserTable = field(default_factory=UserTable)  # logins and admins (modules.api.auth)
     training: TrainingService | None = None  # embeddings / hypernetworks (modules.train)
 
@@ -55,11 +61,13 @@ def build_services(args: argparse.Namespace, *, policy: DevicePolicy | None = No
     from modules.postprocessing.face_service import FaceRestorationService
     from modules.train.options import TRAIN_OPTIONS
     from modules.train.service import build_training_service
+    from modules.workflows.runner import JobRunner
+    from modules.workflows.settings import SettingsService
 
     paths = Paths.from_args(args)
     paths.ensure()
     registry = core_registry()
-    registry.extend(API_OPTIONS)  # limits for shared instances (modules.api.limits)
+    registry.extend(API_OPTIONS)  # limits for shared instances (modules.access.limits)
     registry.extend(NETWORK_OPTIONS)
     registry.extend(speed_options(args))
     registry.extend(TRAIN_OPTIONS)
@@ -67,7 +75,8 @@ def build_services(args: argparse.Namespace, *, policy: DevicePolicy | None = No
     options.load()
     policy = policy or DevicePolicy.detect(args)
     users = load_user_table(args)
-    jobs = LocalJobQueue(policy=lambda: queue_policy(options.as_dict()), admins=users.admins)
+    access = AccessPolicy(options, args, admins=users.admins, logins=users.enabled)
+    jobs = LocalJobQueue(policy=lambda: queue_policy(options.as_dict()), visible=access.may_see_job)
     models = ModelManager(
         paths,
         policy,
@@ -89,6 +98,10 @@ def build_services(args: argparse.Namespace, *, policy: DevicePolicy | None = No
         ),
         faces=FaceRestorationService(paths, policy.device, safe=not args.disable_safe_unpickle),
     )
-    services = Services(args, paths, registry, options, policy, jobs, models, generation, users)
+    runner = JobRunner(jobs)
+    settings = SettingsService(options, models, runner, access)
+    services = Services(
+        args, paths, registry, options, policy, jobs, models, generation, access, runner, settings, users
+    )
     services.training = build_training_service(services)
     return services
