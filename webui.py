@@ -55,8 +55,8 @@ def main(argv: list[str]) -> int:
 
     import uvicorn
 
-    from modules.api.auth import AuthConfigError
-    from modules.core.services import build_services
+    from modules.app.bootstrap import build_services
+    from modules.core.users import AuthConfigError
     from modules.extension_host.facade import bind
     from modules.server import build_app
 

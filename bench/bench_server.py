@@ -90,8 +90,8 @@ def api_latency(requests: int) -> dict[str, Any]:
     sys.path.insert(0, str(REPO_ROOT))
     import uvicorn
 
+    from modules.app.bootstrap import build_services
     from modules.core.cmd_args import parse_args
-    from modules.core.services import build_services
     from modules.models.families import ModelFamily
     from modules.server import build_app
     from modules.testing.tiny_models import write_tiny_checkpoint

@@ -114,9 +114,9 @@ def run_diffusers(checkpoint: Path, out: Path) -> dict[str, Any]:
 
 
 def run_ours(checkpoint: Path, out: Path, overrides: dict[str, Any]) -> dict[str, Any]:
+    from modules.app.bootstrap import build_services
     from modules.core.cmd_args import parse_args
     from modules.core.jobs import JobControl
-    from modules.core.services import build_services
     from modules.generation.requests import Txt2ImgRequest
     from modules.generation.speed import speed_options
 

@@ -31,7 +31,7 @@ from modules.api.errors import install_error_handlers
 from modules.api.files import add_file_routes, allowed_roots
 from modules.api.login import AuthMiddleware, add_login_routes
 from modules.api.security import HostPolicy, OriginPolicy, SecurityMiddleware
-from modules.core.services import Services
+from modules.services import Services
 
 if TYPE_CHECKING:
     from modules.extension_host.host import ExtensionHost

@@ -18,11 +18,12 @@ from fastapi import FastAPI
 from PIL import Image
 
 from modules.api.context import ServerControl
+from modules.app.bootstrap import build_services
 from modules.core.cmd_args import parse_args
 from modules.core.devices import DevicePolicy
-from modules.core.services import Services, build_services
 from modules.generation.hooks import ScriptHooks
 from modules.server import build_app
+from modules.services import Services
 from tests.fixtures_models import TinyModelFiles, link_into, models_home
 
 SD1 = "tiny-sd1"

@@ -8,22 +8,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from modules.access.policy import AccessPolicy
+from modules.app.bootstrap import assemble_services, build_generation_service, build_model_manager, build_registry
 from modules.core.devices import DevicePolicy
-from modules.core.jobs import JobControl, LocalJobQueue
+from modules.core.jobs import JobControl
 from modules.core.options import Options
-from modules.core.services import Services
-from modules.core.shared_options import core_registry
 from modules.generation.engine import GenerationService
 from modules.generation.processing import GenerationResult
 from modules.generation.requests import Img2ImgRequest, Txt2ImgRequest
-from modules.generation.styles import StyleDatabase
-from modules.models.hashes import HashCache
 from modules.models.manager import ModelManager
-from modules.workflows.runner import JobRunner
-from modules.workflows.settings import SettingsService
+from modules.services import Services
 from tests.fixtures_models import TinyModelFiles, link_into, models_home
 
 SD1 = "tiny-sd1"
@@ -61,20 +57,12 @@ def make_env(root: Path, tiny: TinyModelFiles) -> GenEnv:
     paths = models_home(root)
     for family in ("sd1", "sdxl", "sd1-inpaint", "sdxl-refiner"):
         link_into(paths.ckpt_dir, tiny.checkpoint(family))
-    options = Options(core_registry(), paths.config_file)
+    options = Options(build_registry(), paths.config_file)
     options.set("sd_checkpoint_cache", 3)
     options.set("samples_save", False)
     options.set("grid_save", False)
-    models = ModelManager(
-        paths,
-        DevicePolicy.cpu(),
-        HashCache(paths.hash_cache_file),
-        cache_size=lambda: int(options.get("sd_checkpoint_cache")),
-    )
-    models.refresh()
-    service = GenerationService(
-        models=models, options=options, paths=paths, styles=StyleDatabase(list(paths.styles_files))
-    )
+    models = build_model_manager(paths, DevicePolicy.cpu(), options, builtin=False)
+    service = build_generation_service(models=models, options=options, paths=paths, device=torch.device("cpu"))
     return GenEnv(root, options, models, service)
 
 
@@ -85,22 +73,7 @@ def env(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModelFiles) -
 
 def env_services(env: GenEnv, args: argparse.Namespace) -> Services:
     """Services over the env's models and generation service (to bind an extension host to)."""
-    access = AccessPolicy(env.options, args, admins=frozenset(), logins=False)
-    runner = JobRunner(LocalJobQueue(visible=access.may_see_job))
-    settings = SettingsService(env.options, env.models, runner, access)
-    return Services(
-        args,
-        env.service.paths,
-        env.options.registry,
-        env.options,
-        DevicePolicy.cpu(),
-        runner.jobs,
-        env.models,
-        env.service,
-        access,
-        runner,
-        settings,
-    )
+    return assemble_services(args, options=env.options, policy=DevicePolicy.cpu(), generation=env.service)
 
 
 def pixels(image: Image.Image) -> np.ndarray:

@@ -11,12 +11,13 @@ import pytest
 
 from modules.access.limits import LimitExceeded
 from modules.access.policy import AccessDenied, Caller
+from modules.app.bootstrap import build_services
 from modules.core.cmd_args import parse_args
 from modules.core.devices import DevicePolicy
 from modules.core.jobs import JobControl, LocalJobQueue, running_control
-from modules.core.services import Services, build_services
 from modules.generation.hires_size import HiresSize, checked_hires_size, hires_size
 from modules.generation.requests import Txt2ImgRequest
+from modules.services import Services
 
 ROOT, ALICE = Caller("root", "10.0.0.1"), Caller("alice", "10.0.0.2")
 LOCAL = Caller(None, "127.0.0.1")

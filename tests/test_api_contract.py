@@ -57,7 +57,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModelFiles) 
             "api_max_pixels_per_batch": 4 * 256 * 256,
         },
     )
-    server.services.generation.hooks = ProbeHooks()
+    server.services.script_hooks.attach(ProbeHooks())
     yield server
     server.stop()
 

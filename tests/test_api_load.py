@@ -56,7 +56,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModelFiles) 
         auth,
         settings={"samples_save": True, "api_max_queued_per_user": JOBS, "save_images_add_number": True},
     )
-    server.services.generation.hooks = OrderHooks()
+    server.services.script_hooks.attach(OrderHooks())
     yield server
     server.stop()
 

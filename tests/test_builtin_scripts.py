@@ -373,7 +373,7 @@ def test_scripts_through_the_http_api(tmp_path: Path, tiny_models: TinyModelFile
 def _live_app(data_dir: Path) -> Any:
     """webui.py's start-up with the built-in scripts: bind the extension host, build, serve."""
 
-    from modules.core.services import build_services
+    from modules.app.bootstrap import build_services
     from modules.server import build_app
     from tests.ui_harness import free_port, serve
 

@@ -16,7 +16,6 @@ import torch
 from PIL import Image, ImageFilter
 
 from modules.demo import train
-from modules.demo.builtin import DEMO_CHECKPOINT, builtin_checkpoints
 from modules.demo.dataset import COLOURS, SHAPES, Scene, caption, make_samples, random_scene, render
 from modules.demo.evaluate import (
     IMG2IMG_SCENES,
@@ -33,6 +32,7 @@ from modules.demo.evaluate import (
 from modules.demo.judge import classify_shape, judge
 from modules.demo.model import IMAGE_SIZE, DemoArchitecture, demo_configs
 from modules.generation.infotext import parse_generation_parameters
+from modules.models.builtin_checkpoints import DEMO_CHECKPOINT, builtin_checkpoints
 from modules.models.identify import identify_file, read_safetensors_header
 from tests.fixtures_models import TinyModelFiles, link_into
 

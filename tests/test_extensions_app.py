@@ -15,8 +15,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from modules.app.bootstrap import build_services
 from modules.core.cmd_args import ArgumentError, parse_args
-from modules.core.services import build_services
 from modules.extension_host import facade
 from modules.extension_host.api import register_extension_routes
 from modules.extension_host.host import ExtensionHost

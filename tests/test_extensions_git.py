@@ -16,8 +16,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from modules.app.bootstrap import build_services
 from modules.core.cmd_args import parse_args
-from modules.core.services import build_services
 from modules.extension_host import facade
 from modules.extension_host.api import register_extension_routes
 from modules.extension_host.gitops import (

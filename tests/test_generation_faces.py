@@ -4,15 +4,13 @@ postprocess_image, the infotext names it, and a job that cannot restore is refus
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
+from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image, ImageOps
 
 from modules.postprocessing.face_restoration import FaceRestorationUnavailable
-from modules.postprocessing.face_service import FaceRestorationService
 from tests.fixtures_models import TinyModelFiles
 from tests.gen_env import GenEnv, make_env, pixels
 
@@ -37,14 +35,15 @@ def face_env(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModelFil
     yield env
 
 
+def with_faces(env: GenEnv, faces: object) -> GenEnv:
+    """The env with another face restorer (the same models and settings)."""
+    return replace(env, service=replace(env.service, faces=faces))
+
+
 def test_restore_faces_runs_on_every_image_and_names_the_model(face_env: GenEnv) -> None:
     plain = face_env.txt2img(prompt="a face", seed=3, batch_size=2)
     fake = InvertingFaces()
-    face_env.service.faces = fake  # type: ignore[assignment]
-    try:
-        restored = face_env.txt2img(prompt="a face", seed=3, batch_size=2, restore_faces=True)
-    finally:
-        face_env.service.faces = None
+    restored = with_faces(face_env, fake).txt2img(prompt="a face", seed=3, batch_size=2, restore_faces=True)
     assert fake.asked == [None]  # "Automatic": the first restorer that runs
     for before, after, text in zip(plain.images, restored.images, restored.infotexts, strict=True):
         assert np.array_equal(255 - pixels(before), pixels(after))
@@ -54,31 +53,22 @@ def test_restore_faces_runs_on_every_image_and_names_the_model(face_env: GenEnv)
 
 def test_setting_turns_it_on_and_picks_the_model(face_env: GenEnv) -> None:
     fake = InvertingFaces()
-    face_env.service.faces = fake  # type: ignore[assignment]
-    try:
-        result = face_env.txt2img(
-            prompt="a face",
-            override_settings={
-                "sd_model_checkpoint": "tiny-sd1",
-                "face_restoration": True,
-                "face_restoration_model": "CodeFormer",
-            },
-        )
-        off = face_env.txt2img(prompt="a face", restore_faces=False, override_settings={"face_restoration": True})
-    finally:
-        face_env.service.faces = None
+    env = with_faces(face_env, fake)
+    result = env.txt2img(
+        prompt="a face",
+        override_settings={
+            "sd_model_checkpoint": "tiny-sd1",
+            "face_restoration": True,
+            "face_restoration_model": "CodeFormer",
+        },
+    )
+    off = env.txt2img(prompt="a face", restore_faces=False, override_settings={"face_restoration": True})
     assert fake.asked == ["CodeFormer"]
     assert "Face restoration: CodeFormer" in result.infotexts[0]
     assert "Face restoration" not in off.infotexts[0]  # the request's False wins over the setting
 
 
-def test_without_restorers_the_job_is_refused_with_the_reason(face_env: GenEnv, tmp_path: Path) -> None:
-    paths = face_env.service.paths
-    face_env.service.faces = FaceRestorationService(paths, torch.device("cpu"))
-    try:
-        with pytest.raises(FaceRestorationUnavailable, match="no GFPGAN or CodeFormer model files found"):
-            face_env.txt2img(prompt="a face", restore_faces=True)
-    finally:
-        face_env.service.faces = None
-    with pytest.raises(FaceRestorationUnavailable, match="not available"):
+def test_without_restorers_the_job_is_refused_with_the_reason(face_env: GenEnv) -> None:
+    # the env's restorers are the app's: its GFPGAN and CodeFormer folders are empty
+    with pytest.raises(FaceRestorationUnavailable, match="not available: .*no GFPGAN or CodeFormer model files found"):
         face_env.txt2img(prompt="a face", restore_faces=True)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from modules.app.bootstrap import build_generation_service
 from modules.core.devices import DevicePolicy
 from modules.core.jobs import JobControl
 from modules.core.options import Options
@@ -20,11 +21,9 @@ from modules.generation.engine import GenerationService
 from modules.generation.infotext import parse_generation_parameters
 from modules.generation.processing import GenerationResult
 from modules.generation.requests import Txt2ImgRequest
-from modules.generation.styles import StyleDatabase
 from modules.models.hashes import HashCache, addnet_hash_safetensors
 from modules.models.manager import ModelManager
 from modules.networks.activation import NetworkActivator
-from modules.networks.catalogue import NetworkCatalogue
 from modules.networks.options import NETWORK_OPTIONS
 from modules.networks.testing import a1111_embedding, a1111_hypernetwork, save_safetensors, save_torch
 from tests.fixtures_models import *  # noqa: F403
@@ -58,15 +57,10 @@ def env(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModelFiles) -
     hash_cache = HashCache(home.hash_cache_file)
     models = ModelManager(home, DevicePolicy.cpu(), hash_cache, cache_size=lambda: 2)
     models.refresh()
-    activator = NetworkActivator(NetworkCatalogue(home, hash_cache))
-    service = GenerationService(  # the engine as the composition root wires it
-        models=models,
-        options=options,
-        paths=home,
-        styles=StyleDatabase(list(home.styles_files)),
-        write_params_txt=False,
-        networks=activator,
+    service = build_generation_service(  # the engine as the composition root wires it
+        models=models, options=options, paths=home, device=torch.device("cpu"), write_params_txt=False
     )
+    activator = service.networks
     yield Env(home, service, activator)
 
 

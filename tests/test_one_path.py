@@ -37,7 +37,7 @@ def open_server(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModel
     root = tmp_path_factory.mktemp("open")
     link_into(models_home(root).ckpt_dir, tiny_models.checkpoint("sd1-inpaint"))
     server = start_server(root, tiny_models, "--api")
-    server.services.generation.hooks = BlockHooks()
+    server.services.script_hooks.attach(BlockHooks())
     yield server
     server.stop()
 

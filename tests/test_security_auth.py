@@ -14,16 +14,10 @@ import httpx
 import pytest
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
-from modules.api.auth import (
-    SESSION_COOKIE,
-    AuthConfigError,
-    LoginThrottle,
-    UserTable,
-    load_user_table,
-    parse_basic_header,
-)
+from modules.api.auth import SESSION_COOKIE, LoginThrottle, parse_basic_header
 from modules.api.login import AuthMiddleware
 from modules.core.cmd_args import parse_args
+from modules.core.users import AuthConfigError, UserTable, load_user_table
 from tests.api_server import TINY_TXT2IMG, BlockHooks, LiveServer, start_server
 from tests.fixtures_models import TinyModelFiles
 
@@ -54,7 +48,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModelFiles) 
         str(auth_file),
         settings={"api_login_max_failures": 3, "api_login_lockout_seconds": 1.5},
     )
-    server.services.generation.hooks = BlockHooks()
+    server.services.script_hooks.attach(BlockHooks())
     yield server
     server.stop()
 

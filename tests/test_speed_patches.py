@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from modules.generation.speed import SpeedSettings, speed_options, speed_patches
+from modules.generation.speed import SpeedSettings, speed_patches
 from modules.generation.speed.attention import attention_backend, resolve_attention
 from modules.generation.speed.vae import VaeMode, vae_mode
 from modules.models.families import ModelFamily
@@ -38,7 +38,6 @@ def model() -> Any:
 @pytest.fixture(scope="module")
 def speed_env(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModelFiles) -> GenEnv:
     env = make_env(tmp_path_factory.mktemp("speed-patches"), tiny_models)
-    env.options.registry.extend(speed_options())
     return env
 
 

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from modules.generation.infotext import parse_generation_parameters
-from modules.generation.speed import speed_options
 from modules.generation.speed.tome import grid_partition, plan_merge, token_merging
 from modules.models.families import ModelFamily
 from modules.testing.tiny_models import tiny_parts
@@ -36,7 +35,6 @@ def unet() -> torch.nn.Module:
 @pytest.fixture(scope="module")
 def speed_env(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModelFiles) -> GenEnv:
     env = make_env(tmp_path_factory.mktemp("speed-tome"), tiny_models)
-    env.options.registry.extend(speed_options())
     return env
 
 

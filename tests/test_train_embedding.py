@@ -17,6 +17,7 @@ import safetensors
 import torch
 from PIL import Image, ImageDraw
 
+from modules.app.bootstrap import build_generation_service
 from modules.core.jobs import JobControl, LocalJobQueue
 from modules.core.options import Options
 from modules.core.shared_options import core_registry
@@ -24,8 +25,6 @@ from modules.generation.conditioning import TextConditioner
 from modules.generation.engine import GenerationService
 from modules.generation.requests import Txt2ImgRequest
 from modules.models.safe_load import load_pickle
-from modules.networks.activation import NetworkActivator
-from modules.networks.catalogue import NetworkCatalogue
 from modules.networks.embeddings import EmbeddingDatabase, encoder_widths, read_embedding
 from modules.train.context import TrainingContext
 from modules.train.create import create_embedding
@@ -69,10 +68,8 @@ def make_dataset(folder: Path, count: int = 8, size: tuple[int, int] = (64, 64))
 @pytest.fixture(scope="module")
 def engine(env: GenEnv) -> GenerationService:
     """The generation service with extra networks: embeddings are found by name in the prompt."""
-    paths = env.service.paths
-    networks = NetworkActivator(NetworkCatalogue(paths, None))
-    return GenerationService(
-        models=env.models, options=env.options, paths=paths, styles=env.service.styles, networks=networks
+    return build_generation_service(
+        models=env.models, options=env.options, paths=env.service.paths, device=torch.device("cpu")
     )
 
 

@@ -15,14 +15,12 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from modules.app.bootstrap import build_generation_service
 from modules.core.jobs import JobControl
 from modules.core.options import Options
 from modules.core.shared_options import core_registry
-from modules.generation.engine import GenerationService
 from modules.generation.requests import Txt2ImgRequest
 from modules.models.safe_load import load_pickle
-from modules.networks.activation import NetworkActivator
-from modules.networks.catalogue import NetworkCatalogue
 from modules.networks.hypernetworks import attention_modules, hypernetworks_applied, load_hypernetwork
 from modules.train.context import TrainingContext
 from modules.train.create import create_hypernetwork
@@ -127,10 +125,7 @@ def test_training_lowers_the_loss_and_changes_outputs(
     assert all(p.requires_grad for p in model.unet.parameters())  # flags restored after training
     # used by name in a prompt, through the generation engine's extra networks
     paths = env.service.paths
-    engine = GenerationService(
-        models=env.models, options=env.options, paths=paths, styles=env.service.styles,
-        networks=NetworkActivator(NetworkCatalogue(paths, None)),
-    )  # fmt: skip
+    engine = build_generation_service(models=env.models, options=env.options, paths=paths, device=torch.device("cpu"))
 
     def render(prompt: str) -> np.ndarray:
         req = Txt2ImgRequest(prompt=prompt, steps=2, width=64, height=64, seed=9, sampler_name="Euler")

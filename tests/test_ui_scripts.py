@@ -16,13 +16,14 @@ from typing import Any
 
 import pytest
 
+from modules.app.bootstrap import build_services
 from modules.core.cmd_args import parse_args
 from modules.core.devices import DevicePolicy
-from modules.core.services import Services, build_services
 from modules.extension_host import facade
 from modules.extension_host.host import ExtensionHost
 from modules.extension_host.preload import collect_preload_hooks
 from modules.extension_host.problems import ProblemLog
+from modules.services import Services
 from modules.ui.app import create_ui
 from modules.ui.params import refiner_request_values
 from modules.ui.paste import with_refiner_toggle

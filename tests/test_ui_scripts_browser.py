@@ -39,9 +39,9 @@ SD1, SDXL = "tiny-sd1", "tiny-sdxl"
 def _start_with_extensions(data_dir: Path) -> LiveServer:
     """What webui.py does: preload flags, bind the extension host, build the app, serve it."""
 
+    from modules.app.bootstrap import build_services
     from modules.core.cmd_args import parse_args
     from modules.core.devices import DevicePolicy
-    from modules.core.services import build_services
     from modules.extension_host import facade
     from modules.extension_host.preload import collect_preload_hooks
     from modules.server import build_app

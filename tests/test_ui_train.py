@@ -14,13 +14,13 @@ import pytest
 from PIL import Image, ImageDraw
 
 from modules.access.policy import Caller
+from modules.app.bootstrap import build_services
 from modules.core.cmd_args import parse_args
 from modules.core.devices import DevicePolicy
-from modules.core.services import Services, build_services
 from modules.models.safe_load import load_pickle
+from modules.services import Services
 from modules.train.requests import TrainEmbeddingRequest, TrainHypernetworkRequest, TrainResult
 from modules.ui.common import UiContext
-from modules.ui.extra_networks import catalogue_for
 from modules.ui.train import build_train
 from modules.ui.train_actions import (
     TrainView,
@@ -109,7 +109,6 @@ def services(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModelFil
 @pytest.fixture(scope="module")
 def ui(services: Services) -> UiContext:
     ctx = UiContext(services, UiConfig.load(None))
-    ctx.networks = catalogue_for(ctx)
     return ctx
 
 

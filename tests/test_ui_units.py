@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from modules.app.bootstrap import build_services
 from modules.core.cmd_args import parse_args
 from modules.core.devices import DevicePolicy
 from modules.core.jobs import Job, JobControl
 from modules.core.options import OptionError
-from modules.core.services import Services, build_services
 from modules.core.shared_options import core_registry
 from modules.demo.model import IMAGE_SIZE
+from modules.services import Services
 from modules.ui.app import create_ui, order_tabs
 from modules.ui.common import bind_values
 from modules.ui.img2img import init_from_mode, mask_from_layers

@@ -73,9 +73,9 @@ class LiveServer:
 
 
 def start_server(data_dir: Path, *extra_args: str) -> LiveServer:
+    from modules.app.bootstrap import build_services
     from modules.core.cmd_args import parse_args
     from modules.core.devices import DevicePolicy
-    from modules.core.services import build_services
     from modules.server import build_app
 
     port = free_port()

@@ -14,8 +14,8 @@ from modules.access.policy import AccessPolicy, caller_of
 from modules.api.auth import Authenticator
 from modules.api.url_inputs import UrlPolicy
 from modules.core.jobs import Job, JobFn
-from modules.core.services import Services
 from modules.postprocessing import FaceRestorers, UpscalerRegistry
+from modules.services import Services
 from modules.workflows.runner import JobKind, JobRunner
 
 

@@ -18,10 +18,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modules.access.limits import LimitExceeded
 from modules.access.policy import AccessDenied
-from modules.api.auth import AuthConfigError
 from modules.api.url_inputs import UrlInputError
 from modules.core.jobs import JobInterrupted, JobNotFound, QueueFull
 from modules.core.options import OptionError
+from modules.core.users import AuthConfigError
 from modules.generation.image_io import ImageDecodeError
 from modules.generation.masking import MaskError
 from modules.generation.samplers import UnknownSamplerError, UnknownSchedulerError

@@ -14,32 +14,18 @@ from modules.api.routes_generation import add_generation_routes
 from modules.api.routes_info import add_listing_routes, add_model_routes, add_server_routes, add_settings_routes
 from modules.api.routes_progress import add_progress_routes
 from modules.api.routes_train import add_train_routes
-from modules.core.services import Services
-from modules.postprocessing import UpscalerRegistry, scan_face_restorers, upscaler_dirs
-from modules.postprocessing.face_restoration import face_restorer_folders
+from modules.services import Services
 
 
 def build_api_context(
     services: Services, auth: Authenticator, server: ServerControl | None = None, extension_routes: bool = False
 ) -> ApiContext:
-    """The API's view of the services; upscaler folders are scanned here (once, at start)."""
-    paths = services.paths
-    upscalers = UpscalerRegistry(upscaler_dirs(paths), device=services.policy.device)
-    shared = services.generation.faces  # one set of restorers for generation, Extras and the API
-    faces = (
-        shared.restorers()
-        if shared is not None
-        else scan_face_restorers(
-            face_restorer_folders(paths.gfpgan_dir, paths.codeformer_dir),
-            device=services.policy.device,
-            safe=not services.args.disable_safe_unpickle,
-        )
-    )
+    """The API's view of the services (one upscaler registry and restorer set with the UI)."""
     return ApiContext(
         services=services,
         auth=auth,
-        upscalers=upscalers,
-        faces=faces,
+        upscalers=services.upscalers,
+        faces=services.faces.restorers(),
         server=server,
         extension_routes=extension_routes,
     )

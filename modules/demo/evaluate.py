@@ -11,21 +11,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from PIL import Image
 
+from modules.app.bootstrap import build_generation_service, build_registry
 from modules.core.cmd_args import build_parser
 from modules.core.devices import DevicePolicy
 from modules.core.jobs import JobControl
 from modules.core.options import Options
 from modules.core.paths import Paths
-from modules.core.shared_options import core_registry
 from modules.demo.dataset import COLOURS, Scene, caption, render
 from modules.demo.judge import judge
 from modules.demo.model import IMAGE_SIZE
 from modules.generation.engine import GenerationService
 from modules.generation.processing import GenerationResult
 from modules.generation.requests import Img2ImgRequest, Txt2ImgRequest
-from modules.generation.styles import StyleDatabase
 from modules.models.hashes import HashCache
 from modules.models.manager import ModelManager
 
@@ -86,14 +86,12 @@ def demo_env(data_dir: Path, builtin: Sequence[Path]) -> DemoEnv:
     """A generation service over an empty models folder plus the given built-in checkpoints."""
     paths = Paths.from_args(build_parser().parse_args(["--data-dir", str(data_dir)]))
     paths.ensure()
-    options = Options(core_registry(), paths.config_file)
+    options = Options(build_registry(), paths.config_file)
     options.set("samples_save", False)
     options.set("grid_save", False)
     models = ModelManager(paths, DevicePolicy.cpu(), HashCache(paths.hash_cache_file), builtin_checkpoints=builtin)
     models.refresh()
-    service = GenerationService(
-        models=models, options=options, paths=paths, styles=StyleDatabase(list(paths.styles_files))
-    )
+    service = build_generation_service(models=models, options=options, paths=paths, device=torch.device("cpu"))
     return DemoEnv(paths, options, models, service)
 
 

@@ -19,10 +19,11 @@ from typing import Any
 import torch
 
 from modules.models.arch import ModelConfigs, shipped_configs, unet_heads
+from modules.models.builtin_checkpoints import DEMO_IMAGE_SIZE
 from modules.models.families import ModelFamily
 
 FAMILY = ModelFamily.SD1
-IMAGE_SIZE = 128  # 16x16 latents: a small shape spans 4 cells (at 64 px, 2 cells: corners were lost)
+IMAGE_SIZE = DEMO_IMAGE_SIZE  # 128: 16x16 latents: a small shape spans 4 cells (at 64 px, 2 cells: corners were lost)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,6 @@ from pathlib import Path
 
 from PIL import Image
 
-from modules.demo.builtin import DEMO_CHECKPOINT
 from modules.demo.dataset import COLOURS, SHAPES, render
 from modules.demo.evaluate import (
     COLOUR_PROMPT,
@@ -34,6 +33,7 @@ from modules.demo.evaluate import (
     negative_prompt_effect,
     shape_adherence,
 )
+from modules.models.builtin_checkpoints import DEMO_CHECKPOINT
 
 GAP = 2
 AVOID_SEEDS = 12

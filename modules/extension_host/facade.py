@@ -18,10 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from modules.extension_host.host import ExtensionHost
 from modules.extension_host.preload import PreloadHooks
-from modules.generation.hooks import ScriptHooks
 
 if TYPE_CHECKING:
-    from modules.core.services import Services
+    from modules.services import Services
 
 FACADE_VERSION = "1.0"
 A1111_API_VERSION = "1.10.1"  # the A1111 release whose extension API the facades follow
@@ -64,7 +63,7 @@ def bind(
         previous.unload()
     if start:
         host.start(run_installers=run_installers)
-    services.generation.hooks = host.runner
+    services.script_hooks.attach(host.runner)
     return host
 
 
@@ -73,7 +72,7 @@ def unbind() -> None:
         host, _SLOT.host = _SLOT.host, None
     if host is not None:
         host.unload()
-        host.services.generation.hooks = ScriptHooks()
+        host.services.script_hooks.detach()
 
 
 def current() -> ExtensionHost:

@@ -55,7 +55,7 @@ from modules.generation.processing import Processing
 from modules.generation.requests import Img2ImgRequest, Txt2ImgRequest
 
 if TYPE_CHECKING:
-    from modules.core.services import Services
+    from modules.services import Services
 
 log = logging.getLogger("extensions")
 

@@ -32,6 +32,7 @@ from modules.generation.hooks import (
     PostProcessMaskOverlayArgs,
     PostSampleArgs,
     ScriptHooks,
+    ScriptHooksSlot,
 )
 from modules.generation.img2img import Img2ImgPlan, img2img_batch, prepare_img2img
 from modules.generation.infotext import GenerationFacts, InfotextFlags, create_infotext
@@ -50,7 +51,6 @@ from modules.models.errors import ModelNotFound
 from modules.models.manager import LoadedModel, ModelManager
 from modules.networks.activation import NetworkActivator
 from modules.networks.options import NetworkOptions
-from modules.postprocessing.face_restoration import FaceRestorationUnavailable
 from modules.postprocessing.face_service import FaceRestorationService
 
 log = logging.getLogger(__name__)
@@ -62,12 +62,17 @@ class GenerationService:
     options: Options
     paths: Paths
     styles: StyleDatabase
-    hooks: ScriptHooks = field(default_factory=ScriptHooks)
-    write_params_txt: bool = True
-    filenames_max_length: int = 128
+    networks: NetworkActivator  # LoRA / embeddings / hypernetworks
+    faces: FaceRestorationService  # "Restore faces"
+    script_hooks: ScriptHooksSlot  # a job's hooks when its caller passes none (the extension host's runner)
+    write_params_txt: bool
+    filenames_max_length: int
     speed_cache: SpeedCache = field(default_factory=SpeedCache)  # torch.compile results, TAESD decoders
-    networks: NetworkActivator | None = None  # LoRA / embeddings / hypernetworks (None: tags ignored)
-    faces: FaceRestorationService | None = None  # "Restore faces" (None: refused with a clear error)
+
+    @property
+    def hooks(self) -> ScriptHooks:
+        """The default hooks now (no-op until the extension host attaches its runner)."""
+        return self.script_hooks.get()
 
     # --- entry points ------------------------------------------------------------------------
     def txt2img(
@@ -355,7 +360,6 @@ class GenerationService:
         """A1111's per-image steps: postprocess_image, postprocess_maskoverlay and the paste into
         the source image (img2img masks), postprocess_image_after_composite."""
         if p.face_restoration_model:  # A1111 restores faces before the scripts' postprocess_image
-            assert self.faces is not None
             image = self.faces.restore(image, p.face_restoration_model)
         pp = PostprocessImageArgs(image, index)
         hooks.postprocess_image(p, pp)
@@ -371,17 +375,12 @@ class GenerationService:
     def _face_restorer(self, p: Processing) -> str | None:
         if not p.restore_faces:
             return None
-        if self.faces is None:
-            raise FaceRestorationUnavailable("face restoration is not available in this setup")
         wanted = str(p.opts["face_restoration_model"] or "")
         return self.faces.resolve(None if wanted == "Automatic" else wanted)
 
     @contextmanager
     def _networks(self, p: Processing, model: LoadedModel, networks: dict[str, Any]) -> Iterator[None]:
         """LoRA/hypernetwork patches and embeddings for one batch; the model is restored on exit."""
-        if self.networks is None:
-            yield
-            return
         settings = NetworkOptions.from_settings(p.opts)
         lookup = self.networks.embedding_lookup(model)
         p.embedding_lookup = lookup

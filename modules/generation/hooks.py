@@ -12,6 +12,7 @@ someone listens, so a job without extensions builds no parameter objects.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -255,3 +256,25 @@ class ImageGridLoopParams:
         self.imgs = imgs
         self.cols = cols
         self.rows = rows
+
+
+class ScriptHooksSlot:
+    """The hooks a job gets when its caller passes none: no-op hooks until the extension host
+    attaches its script runner. The composition root builds one slot and hands it to both the
+    generation service (reads) and the extension host (attaches when bound, detaches on unbind),
+    so neither is changed after construction."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._hooks: ScriptHooks = ScriptHooks()
+
+    def get(self) -> ScriptHooks:
+        return self._hooks
+
+    def attach(self, hooks: ScriptHooks) -> None:
+        with self._lock:
+            self._hooks = hooks
+
+    def detach(self) -> None:
+        with self._lock:
+            self._hooks = ScriptHooks()

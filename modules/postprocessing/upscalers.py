@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -150,11 +150,14 @@ def load_image_model(path: Path, device: torch.device, dtype: torch.dtype) -> sp
     return model.eval()
 
 
+TileSource = TileSettings | Callable[[], TileSettings]
+
+
 class ModelUpscaler(Upscaler):
     """A model file run through spandrel, tiled; the model loads on first use."""
 
     def __init__(
-        self, path: Path, family: str, tiles: TileSettings, device: torch.device, dtype: torch.dtype = torch.float32
+        self, path: Path, family: str, tiles: TileSource, device: torch.device, dtype: torch.dtype = torch.float32
     ) -> None:
         self.model_path = path
         self.model_name = family
@@ -181,7 +184,8 @@ class ModelUpscaler(Upscaler):
     def upscale_once(self, image: Image.Image, scale: float) -> Image.Image:
         model = self.load()
         pixels = np.asarray(image.convert("RGB"))
-        result = upscale_tiled(pixels, model, scale=model.scale, tiles=self.tiles, device=self.device, dtype=self.dtype)
+        tiles = self.tiles() if callable(self.tiles) else self.tiles
+        result = upscale_tiled(pixels, model, scale=model.scale, tiles=tiles, device=self.device, dtype=self.dtype)
         return Image.fromarray(result, "RGB")
 
 
@@ -198,12 +202,15 @@ def upscaler_dirs(paths: Paths) -> list[Path]:
 
 
 class UpscalerRegistry:
-    """None, Lanczos, Nearest, then every model file found in the given folders (sorted by name)."""
+    """None, Lanczos, Nearest, then every model file found in the given folders (sorted by name).
+
+    `tiles` may be a function: the app passes one reading ESRGAN_tile / ESRGAN_tile_overlap from
+    the settings at each upscale, so a changed setting applies without a restart."""
 
     def __init__(
         self,
         model_dirs: Sequence[Path],
-        tiles: TileSettings | None = None,
+        tiles: TileSource | None = None,
         device: torch.device | None = None,
         dtype: torch.dtype = torch.float32,
     ) -> None:

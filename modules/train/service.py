@@ -1,6 +1,6 @@
 """The facade the Train tab and the /sdapi/v1 create/train routes call.
 
-    training = build_training_service(services)             # composition root
+    training = build_training_service(paths=..., models=..., ...)  # composition root
     job = training.submit_train_embedding(services.jobs, req, owner=user)
     ...                                                     # poll job.control (step, loss, ETA)
     result = job.wait()                                     # TrainResult; result.info for the API
@@ -14,9 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from modules.core.jobs import Job, JobControl, JobQueue
+from modules.core.options import Options
+from modules.core.paths import Paths
+from modules.generation.engine import GenerationService
+from modules.models.manager import ModelManager
 from modules.train.context import TrainingContext
 from modules.train.create import create_embedding, create_hypernetwork
 from modules.train.dataset import CaptionRules
@@ -35,9 +38,6 @@ from modules.train.requests import (
     TrainResult,
 )
 from modules.train.templates import list_templates, templates_dir
-
-if TYPE_CHECKING:
-    from modules.core.services import Services
 
 StepCallback = Callable[[StepReport], None]
 
@@ -91,16 +91,23 @@ class TrainingService:
         )
 
 
-def build_training_service(services: Services) -> TrainingService:
+def build_training_service(
+    *,
+    paths: Paths,
+    models: ModelManager,
+    options: Options,
+    generation: GenerationService,
+    templates: str | None,
+    safe_unpickle: bool,
+) -> TrainingService:
     """For the composition root: training over the application's models, settings and engine."""
-    args = services.args
     return TrainingService(
         TrainingContext(
-            paths=services.paths,
-            models=services.models,
-            options=services.options,
-            generation=services.generation,
-            templates_dir=templates_dir(getattr(args, "textual_inversion_templates_dir", None)),
-            safe_unpickle=not bool(getattr(args, "disable_safe_unpickle", False)),
+            paths=paths,
+            models=models,
+            options=options,
+            generation=generation,
+            templates_dir=templates_dir(templates),
+            safe_unpickle=safe_unpickle,
         )
     )

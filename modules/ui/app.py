@@ -22,9 +22,8 @@ from fastapi import FastAPI
 from starlette.routing import Mount
 
 from modules.core.paths import REPO_ROOT
-from modules.core.services import Services
+from modules.services import Services
 from modules.ui.common import UiContext
-from modules.ui.extra_networks import catalogue_for
 from modules.ui.extra_networks_edit import wire_card_actions
 from modules.ui.extras import build_extras
 from modules.ui.img2img import build_img2img
@@ -82,7 +81,6 @@ def create_ui(
     `extension_host` (modules.extension_host.host.ExtensionHost) adds the Extensions tab."""
     paths = services.paths
     ctx = UiContext(services, UiConfig.load(paths.ui_config_file), extension_host=extension_host)
-    ctx.networks = catalogue_for(ctx)
     counter = TokenCounter(paths.cache_dir / "tokenizers")
     settings = ctx.settings
     pnginfo_parts: dict[str, Any] = {}

@@ -14,7 +14,7 @@ from gradio.components import Component
 
 from modules.access.policy import Caller, caller_of
 from modules.core.cmd_args import is_non_local
-from modules.core.services import Services
+from modules.services import Services
 from modules.ui.ui_config import UiConfig
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,6 @@ class UiContext:
     ui_config: UiConfig
     targets: SendTargets = field(default_factory=SendTargets)
     output_panels: list[Any] = field(default_factory=list)
-    networks: Any = None  # NetworkCatalogue for the extra networks panels
     extension_host: Any = None  # modules.extension_host.host.ExtensionHost (None: UI built without scripts)
 
     @property

@@ -140,17 +140,6 @@ def cards_html(tab: str, page: str, cards: list[CardData], search: str = "", sor
     return f'<div class="extra-network-cards" id="{tab}_{page}_cards">' + "".join(parts) + "</div>"
 
 
-def catalogue_for(ctx: UiContext) -> NetworkCatalogue:
-    """The generation service's catalogue (one listing for UI and jobs), else one over the same paths."""
-    existing = getattr(ctx.services.generation, "networks", None)
-    catalogue = getattr(existing, "catalogue", existing)
-    if isinstance(catalogue, NetworkCatalogue):
-        return catalogue
-    from modules.models.hashes import HashCache
-
-    return NetworkCatalogue(ctx.services.paths, HashCache(ctx.services.paths.hash_cache_file))
-
-
 @dataclass
 class ExtraNetworksPanel:
     """One tab's panel: what the card actions (modules.ui.extra_networks_edit) re-render and read."""

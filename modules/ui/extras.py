@@ -15,13 +15,8 @@ from PIL import Image
 from modules.core.jobs import JobControl
 from modules.generation.filename_pattern import FilenameContext
 from modules.generation.saving import SavingOptions, save_image
-from modules.postprocessing import ExtrasParams, TileSettings, UpscalerRegistry, run_extras, upscaler_dirs
-from modules.postprocessing.face_restoration import (
-    FaceRestorationUnavailable,
-    FaceRestorers,
-    face_restorer_folders,
-    scan_face_restorers,
-)
+from modules.postprocessing import ExtrasParams, UpscalerRegistry, run_extras
+from modules.postprocessing.face_restoration import FaceRestorationUnavailable, FaceRestorers
 from modules.ui.common import UiContext, error_html, tool_button, user_of
 from modules.ui.outputs import POLL_SECONDS
 
@@ -32,12 +27,6 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 class ExtrasOutput:
     items: list[Any]  # saved file paths (or images when saving is off)
     infotext: str
-
-
-def make_upscalers(ctx: UiContext) -> UpscalerRegistry:
-    settings = ctx.settings
-    tiles = TileSettings(int(settings["ESRGAN_tile"]), int(settings["ESRGAN_tile_overlap"]))
-    return UpscalerRegistry(upscaler_dirs(ctx.services.paths), tiles=tiles, device=ctx.services.policy.device)
 
 
 def process_images(
@@ -87,7 +76,7 @@ def process_images(
 
 
 def build_extras(ctx: UiContext) -> dict[str, Any]:
-    upscalers = make_upscalers(ctx)
+    upscalers = ctx.services.upscalers  # one registry with the API (tile settings read per upscale)
     names = upscalers.names()
     with gr.Row(equal_height=False, elem_id="extras_settings_and_results"):
         with gr.Column(variant="compact"):
@@ -170,14 +159,7 @@ def build_extras(ctx: UiContext) -> dict[str, Any]:
         if params.gfpgan_visibility == 0 and params.codeformer_visibility == 0:
             return None
         if not face_cache:
-            shared = ctx.services.generation.faces  # the server's one set (also used by generation)
-            if shared is not None:
-                face_cache.append(shared.restorers())
-            else:
-                paths = ctx.services.paths
-                folders = face_restorer_folders(paths.gfpgan_dir, paths.codeformer_dir)
-                safe = not ctx.services.args.disable_safe_unpickle
-                face_cache.append(scan_face_restorers(folders, device=ctx.services.policy.device, safe=safe))
+            face_cache.append(ctx.services.faces.restorers())  # the server's one set (also used by generation)
         for family, vis in (("GFPGAN", params.gfpgan_visibility), ("CodeFormer", params.codeformer_visibility)):
             if vis > 0:
                 face_cache[0].get(family)  # FaceRestorationUnavailable says why

@@ -185,8 +185,7 @@ def _batch_inputs(editors: dict[str, Any]) -> None:
 
 def build_img2img(ctx: UiContext, counter: TokenCounter) -> Fields:
     toprow = build_toprow(ctx, "img2img", counter)
-    if ctx.networks is not None:
-        build_extra_networks(ctx, "img2img", ctx.networks)
+    build_extra_networks(ctx, "img2img", ctx.services.networks)
     mode = gr.Number(0, visible="hidden", precision=0, elem_id="img2img_selected_mode")
     with gr.Row(equal_height=False, elem_id="img2img_settings_and_results", elem_classes=["settings-and-results"]):
         with gr.Column(elem_id="img2img_settings", scale=1, min_width=300):

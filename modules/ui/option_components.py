@@ -9,8 +9,8 @@ import gradio as gr
 from gradio.components import Component
 
 from modules.core.options import OptionInfo
-from modules.core.services import Services
 from modules.generation import samplers
+from modules.services import Services
 
 ChoicesFn = Callable[[], list[Any]]
 

@@ -13,6 +13,7 @@ import gradio as gr
 from modules.generation import samplers
 from modules.generation.latents import LATENT_UPSCALE_MODES
 from modules.generation.txt2img import BUILTIN_IMAGE_UPSCALERS
+from modules.models.builtin_checkpoints import DEMO_IMAGE_SIZE
 from modules.ui.common import Fields, UiContext, tool_button
 
 UI_DEFAULT_SAMPLER = "DPM++ 2M"
@@ -58,8 +59,6 @@ def start_at_demo_size(ctx: UiContext, fields: Fields) -> None:
     512 it draws blobs: it never saw that size). Called after ui-config registration and never
     stored: a size the user put in ui-config.json wins, and once a checkpoint of the user's is
     listed the UI starts at 512 again."""
-    from modules.demo.model import IMAGE_SIZE
-
     models = ctx.services.models
     builtin = {Path(os.path.abspath(p)) for p in models.registry.builtin_files}
     listed = models.list_checkpoints()
@@ -67,7 +66,7 @@ def start_at_demo_size(ctx: UiContext, fields: Fields) -> None:
         return
     for key in ("width", "height"):
         if fields[key].value == UI_DEFAULT_SIZE:
-            fields[key].value = IMAGE_SIZE
+            fields[key].value = DEMO_IMAGE_SIZE
 
 
 def batch_and_cfg(tab: str) -> Fields:

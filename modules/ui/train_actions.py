@@ -22,7 +22,6 @@ from pydantic import ValidationError
 from modules.access.policy import AccessDenied, Caller
 from modules.core.jobs import Job, JobInterrupted, JobNotFound, QueueFull
 from modules.models.errors import ModelError
-from modules.networks.embeddings import is_preview_image
 from modules.train.errors import TrainingError
 from modules.train.requests import (
     CreateEmbeddingRequest,
@@ -95,21 +94,14 @@ def training_service(ctx: UiContext) -> TrainingService:
 def embedding_names(ctx: UiContext) -> list[str]:
     """Names of the trainable embedding files (A1111's train_embedding dropdown), sorted. Training
     finds a file by its stem, so embeddings stored inside PNG images are left out."""
-    if ctx.networks is not None:
-        files = [f.path for f in ctx.networks.embeddings().files]
-    else:
-        folder = ctx.services.paths.embeddings_dir
-        files = [p for p in folder.rglob("*") if p.is_file() and not is_preview_image(p)]
+    files = [f.path for f in ctx.services.networks.embeddings().files]
     found = (p.stem for p in files if p.suffix.lower() in TRAINABLE_SUFFIXES)
     return sorted(set(found), key=str.lower)
 
 
 def hypernetwork_names(ctx: UiContext) -> list[str]:
-    if ctx.networks is not None:
-        ctx.networks.refresh()
-        return sorted((h.name for h in ctx.networks.hypernetworks()), key=str.lower)
-    folder = ctx.services.paths.hypernetwork_dir
-    return sorted({p.stem for p in folder.rglob("*.pt") if p.stem != "None"}, key=str.lower)
+    ctx.services.networks.refresh()
+    return sorted((h.name for h in ctx.services.networks.hypernetworks()), key=str.lower)
 
 
 def template_names(ctx: UiContext) -> list[str]:

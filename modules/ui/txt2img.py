@@ -23,8 +23,7 @@ from modules.workflows.generate import check_generation_request
 def build_txt2img(ctx: UiContext, counter: TokenCounter) -> Fields:
     """Builds the tab content (inside the caller's gr.Tab); returns its fields by request name."""
     toprow = build_toprow(ctx, "txt2img", counter)
-    if ctx.networks is not None:
-        build_extra_networks(ctx, "txt2img", ctx.networks)
+    build_extra_networks(ctx, "txt2img", ctx.services.networks)
     with gr.Row(equal_height=False, elem_id="txt2img_settings_and_results", elem_classes=["settings-and-results"]):
         with gr.Column(elem_id="txt2img_settings", scale=1, min_width=300):
             fields: Fields = {}

@@ -111,11 +111,13 @@ def _on_infotext_pasted(ctx: UiContext, text: str, params: dict[str, Any]) -> No
     """A1111's on_infotext_pasted: the built-in Lora step first (each `<lora:NAME:` whose hash is in
     "Lora hashes" points at the local file with that hash), then the extensions' callbacks."""
     hashes = params.get(LORA_HASHES)
-    if hashes and ctx.networks is not None:
+    if hashes:
         preferred = str(ctx.settings.get("lora_preferred_name") or "Alias from file")
         for key in PROMPT_KEYS:
             if isinstance(params.get(key), str):
-                params[key] = ctx.networks.rewrite_tags_by_hash(params[key], str(hashes), preferred_name=preferred)
+                params[key] = ctx.services.networks.rewrite_tags_by_hash(
+                    params[key], str(hashes), preferred_name=preferred
+                )
     if ctx.extension_host is not None:
         ctx.extension_host.callbacks.infotext_pasted(text, params)
 

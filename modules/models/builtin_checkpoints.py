@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-BUILTIN_DIR = Path(__file__).resolve().parents[1] / "models" / "builtin"
+BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
 DEMO_CHECKPOINT = BUILTIN_DIR / "demo-shapes.safetensors"
+DEMO_IMAGE_SIZE = 128  # the demo model was trained at this size (tools/demo/model.py)
 
 
 def builtin_checkpoints(builtin_dir: Path = BUILTIN_DIR) -> tuple[Path, ...]:

@@ -1,0 +1,1 @@
+"""The application's composition root (bootstrap.py): the one place that builds services."""
