@@ -55,14 +55,16 @@ def main(argv: list[str]) -> int:
 
     import uvicorn
 
+    from modules.api.proxies import UVICORN_OPTIONS, ProxyConfigError, TrustedProxies
     from modules.app.bootstrap import build_services
     from modules.core.users import AuthConfigError
     from modules.extension_host.facade import bind
     from modules.server import build_app
 
     try:
+        TrustedProxies.parse(args.forwarded_allow_ips)
         services = build_services(args)
-    except AuthConfigError as exc:
+    except (AuthConfigError, ProxyConfigError) as exc:
         print(f"webui.py: error: {exc}", file=sys.stderr)
         return 2
     extensions = bind(services, preload=preload, run_installers=not args.skip_install)
@@ -79,7 +81,14 @@ def main(argv: list[str]) -> int:
     url = f"http://{shown}:{args.port}/"
     probe = url if not args.nowebui else f"{url}internal/ping"
     threading.Thread(target=_announce_when_up, args=(url, probe, started), daemon=True).start()
-    uvicorn.run(app, host=host, port=args.port, log_level="warning", timeout_keep_alive=args.timeout_keep_alive)
+    uvicorn.run(
+        app,
+        host=host,
+        port=args.port,
+        log_level="warning",
+        timeout_keep_alive=args.timeout_keep_alive,
+        **UVICORN_OPTIONS,
+    )
     return 0
 
 

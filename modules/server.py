@@ -1,6 +1,8 @@
 """Builds the ASGI application: FastAPI with the API routes and the Gradio UI mounted on it.
 
 Middleware, outermost first (each covers everything inside it, Gradio and extension routes too):
+0. ProxyHeadersMiddleware: the client address from X-Forwarded-For, only from the trusted proxies
+   of --forwarded-allow-ips (uvicorn's own proxy-header handling is off: UVICORN_OPTIONS).
 1. SecurityMiddleware: Host header check (DNS rebinding), cross-origin refusal, body size limit,
    security headers.
 2. CORSMiddleware: closed unless --cors-allow-origins(-regex); its presence also stops Gradio
@@ -30,6 +32,7 @@ from modules.api.context import ApiContext, ServerControl, current_user
 from modules.api.errors import install_error_handlers
 from modules.api.files import add_file_routes, allowed_roots
 from modules.api.login import AuthMiddleware, add_login_routes
+from modules.api.proxies import ProxyHeadersMiddleware, TrustedProxies
 from modules.api.security import HostPolicy, OriginPolicy, SecurityMiddleware
 from modules.services import Services
 
@@ -114,6 +117,7 @@ def _add_middleware(app: FastAPI, services: Services, auth: Authenticator, hostn
         origins=origins,
         max_body_bytes=max_body,
     )
+    app.add_middleware(ProxyHeadersMiddleware, proxies=TrustedProxies.parse(args.forwarded_allow_ips))
 
 
 def _ui_login_by_us(app: FastAPI) -> None:

@@ -82,7 +82,8 @@ total_tqdm = _TotalProgress()
 
 
 def natural_sort_key(s: str, regex: re.Pattern[str] = re.compile("([0-9]+)")) -> list[Any]:
-    return [int(text) if text.isdigit() else text.lower() for text in regex.split(s)]
+    # isascii: "²".isdigit() is true but int("²") fails (a file named "v1²2" broke listings)
+    return [int(text) if text.isascii() and text.isdigit() else text.lower() for text in regex.split(s)]
 
 
 def listfiles(dirname: str) -> list[str]:

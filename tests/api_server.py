@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from PIL import Image
 
 from modules.api.context import ServerControl
+from modules.api.proxies import UVICORN_OPTIONS
 from modules.app.bootstrap import build_services
 from modules.core.cmd_args import parse_args
 from modules.core.devices import DevicePolicy
@@ -34,6 +35,19 @@ FAST_SETTINGS: dict[str, Any] = {
     "grid_save": False,
     "live_previews_enable": False,
 }
+
+
+class BlockHooks(ScriptHooks):
+    """Script hooks that hold a job whose prompt is "block" until `gate` is set (to fill a queue)."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.blocked = threading.Event()
+
+    def process_batch(self, p: Any, **kwargs: Any) -> None:
+        if p.prompt == "block":
+            self.blocked.set()
+            assert self.gate.wait(60)
 
 
 @dataclass
@@ -72,13 +86,33 @@ def start_server(
     hostname: str | None = None,
     extension_host: Any = None,
 ) -> LiveServer:
+    services = build_test_services(root, tiny, *flags, settings=settings)
+    app = build_app(services, server_control=server_control, hostname=hostname, extension_host=extension_host)
+    return serve_app(services, app)
+
+
+def build_test_services(
+    root: Path, tiny: TinyModelFiles, *flags: str, settings: dict[str, Any] | None = None
+) -> Services:
+    """The services of a test server over `root` (tiny models linked in), with FAST_SETTINGS."""
     make_data_dir(root, tiny)
     args = parse_args(["--data-dir", str(root), "--port", "0", *flags])
     services = build_services(args, policy=DevicePolicy.cpu())
     for key, value in {**FAST_SETTINGS, **(settings or {})}.items():
         services.options.set(key, value)
-    app = build_app(services, server_control=server_control, hostname=hostname, extension_host=extension_host)
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    return services
+
+
+def serve_app(services: Services, app: FastAPI) -> LiveServer:
+    """Run `app` on a real uvicorn server (free port, own thread) once it accepts requests."""
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        lifespan="on",
+        **UVICORN_OPTIONS,
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="test-uvicorn", daemon=True)
     thread.start()
@@ -123,19 +157,6 @@ def gradient(size: int = 64) -> Image.Image:
     image = Image.new("RGB", (size, size))
     image.putdata([(x * 4 % 256, y * 4 % 256, (x + y) * 2 % 256) for y in range(size) for x in range(size)])
     return image
-
-
-class BlockHooks(ScriptHooks):
-    """Holds a job whose prompt is "block" until `gate` is set (`blocked` says it got there)."""
-
-    def __init__(self) -> None:
-        self.gate = threading.Event()
-        self.blocked = threading.Event()
-
-    def process_batch(self, p: Any, **kwargs: Any) -> None:
-        if p.prompt == "block":
-            self.blocked.set()
-            assert self.gate.wait(60)
 
 
 TINY_TXT2IMG: dict[str, Any] = {"prompt": "a red circle", "width": 64, "height": 64, "steps": 2, "seed": 1}

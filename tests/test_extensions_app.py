@@ -190,7 +190,7 @@ def _git_remote(folder: Path, url: str) -> None:
         )
 
 
-def test_available_index_from_a_local_file(data_dir: Path, tmp_path: Path) -> None:
+def test_available_index_from_a_local_file(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _git_remote(data_dir / "extensions" / "toy-ui", "https://github.com/toy/toy-ui.git")
     index_file = tmp_path / "index.json"
     index_file.write_text(
@@ -211,18 +211,18 @@ def test_available_index_from_a_local_file(data_dir: Path, tmp_path: Path) -> No
         )
     )
     host = _start(data_dir)
-    data, entries = host.available(index_file.as_uri())
+    monkeypatch.setenv("WEBUI_EXTENSIONS_INDEX", index_file.as_uri())  # a local index must be configured
+    data, entries = host.available()
     assert set(data.tags) == {"script", "tab", "ads"}
     assert [e.name for e in entries] == ["Other", "Spam"]  # Toy UI is installed (same repo, other URL form)
-    _, tagged = host.available(str(index_file), only_tags=["script"], hide_tags=["ads"], hide_installed=False)
+    _, tagged = host.available(index_file.as_uri(), only_tags=["script"], hide_tags=["ads"], hide_installed=False)
     assert [e.name for e in tagged] == ["Other"]
-    _, everything = host.available(str(index_file), hide_installed=False, search="toy")
+    monkeypatch.setenv("WEBUI_EXTENSIONS_INDEX", str(index_file))  # a plain path works too
+    _, everything = host.available(None, hide_installed=False, search="toy")
     assert [e.name for e in everything] == ["Toy UI"]
     app = FastAPI()
     register_extension_routes(app, host)
-    listed = TestClient(app).get(
-        "/internal/extensions/available", params={"url": str(index_file), "hide_installed": False}
-    )
+    listed = TestClient(app).post("/internal/extensions/available", json={"hide_installed": False})
     assert [(e["name"], e["installed"]) for e in listed.json()["extensions"]] == [
         ("Toy UI", True),
         ("Other", False),
@@ -231,9 +231,9 @@ def test_available_index_from_a_local_file(data_dir: Path, tmp_path: Path) -> No
     bad = tmp_path / "bad.json"
     bad.write_text('{"extensions": "nope"}')
     with pytest.raises(ExtensionIndexError, match="not in A1111's index format"):
-        load_index(str(bad))
+        load_index(str(bad), allow_local=True)
     with pytest.raises(ExtensionIndexError, match="Cannot read"):
-        load_index(str(tmp_path / "missing.json"))
+        load_index(str(tmp_path / "missing.json"), allow_local=True)
     with pytest.raises(ExtensionIndexError, match="Unsupported"):
         load_index("ftp://example.org/index.json")
 

@@ -88,7 +88,16 @@ def serve(app: Any, services: Any, port: int) -> LiveServer:
     """Run `app` on a real uvicorn server on 127.0.0.1:`port` in a thread, once it accepts requests."""
     import uvicorn
 
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    from modules.api.proxies import UVICORN_OPTIONS
+
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        **UVICORN_OPTIONS,
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()

@@ -60,8 +60,17 @@ API_OPTIONS: tuple[OptionInfo, ...] = (
         restrict_api=True,
     ),
     OptionInfo(
+        "api_max_prompt_length",
+        20_000,
+        "Longest prompt (and negative / hires prompt) in characters a request may send",
+        SHARING,
+        "number",
+        minimum=100,
+        restrict_api=True,
+    ),
+    OptionInfo(
         "api_max_request_body_mb",
-        64.0,
+        32.0,
         "Largest request body in MB (base64 images included)",
         SHARING,
         "number",
@@ -100,6 +109,7 @@ class RequestLimits:
     max_steps: int
     max_batch_count: int
     max_body_bytes: int
+    max_prompt_length: int = 20_000
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> RequestLimits:
@@ -109,6 +119,7 @@ class RequestLimits:
             max_steps=int(settings["api_max_steps"]),
             max_batch_count=int(settings["api_max_batch_count"]),
             max_body_bytes=int(float(settings["api_max_request_body_mb"]) * 1024 * 1024),
+            max_prompt_length=int(settings["api_max_prompt_length"]),
         )
 
 
@@ -144,8 +155,23 @@ def hires_size_of(req: Txt2ImgRequest) -> HiresSize:
     return checked_hires_size(req.width, req.height, req.hr_scale, req.hr_resize_x, req.hr_resize_y)
 
 
+PROMPT_FIELDS = ("prompt", "negative_prompt", "hr_prompt", "hr_negative_prompt")
+
+
+def check_prompts(req: GenerationRequest, limits: RequestLimits) -> None:
+    """A very long prompt holds the only worker for a minute (tokenizing, parsing): refuse it."""
+    for name in PROMPT_FIELDS:
+        text = getattr(req, name, None)
+        if isinstance(text, str) and len(text) > limits.max_prompt_length:
+            raise LimitExceeded(
+                f"{name} has {len(text)} characters, over the limit of {limits.max_prompt_length} "
+                "(setting api_max_prompt_length)"
+            )
+
+
 def check_generation(req: GenerationRequest, limits: RequestLimits) -> None:
     """Refuse a txt2img/img2img request beyond the limits, before it is queued."""
+    check_prompts(req, limits)
     check_image_size(req.width, req.height, req.batch_size, limits)
     _check_steps(req.steps, limits, "steps")
     if req.n_iter > limits.max_batch_count:

@@ -87,6 +87,10 @@ def status_for(exc: BaseException) -> int:
     return 500
 
 
+# A full queue clears as jobs finish; clients (and A1111 scripts' retry loops) wait this long.
+QUEUE_FULL_RETRY_AFTER_S = 5
+
+
 def response_for(exc: BaseException) -> JSONResponse:
     status = status_for(exc)
     name = "OutOfMemoryError" if is_out_of_memory(exc) else type(exc).__name__
@@ -96,7 +100,8 @@ def response_for(exc: BaseException) -> JSONResponse:
         name = "Forbidden"
     if status >= 500:
         log.error("API request failed: %s: %s", type(exc).__name__, exc)
-    return error_response(status, name, describe(exc))
+    headers = {"Retry-After": str(QUEUE_FULL_RETRY_AFTER_S)} if status == 429 else None
+    return error_response(status, name, describe(exc), headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -66,7 +66,7 @@ def embedding_item(path: Path) -> EmbeddingItem:
     meta = header.get("__metadata__", {})
     step = meta.get("step") if isinstance(meta, dict) else None
     return EmbeddingItem(
-        step=int(step) if isinstance(step, str) and step.isdigit() else None,
+        step=int(step) if isinstance(step, str) and step.isdecimal() else None,
         sd_checkpoint=meta.get("sd_checkpoint") if isinstance(meta, dict) else None,
         sd_checkpoint_name=meta.get("sd_checkpoint_name") if isinstance(meta, dict) else None,
         shape=int(width),

@@ -71,6 +71,12 @@ def add_settings_routes(router: APIRouter, ctx: ApiContext) -> None:
         if job is not None:
             await ctx.runner.wait(job)
         settings.store(change)
+        try:
+            settings.store(change)
+        except OSError as exc:
+            raise ApiError(
+                507, f"settings unchanged: saving them failed ({exc.strerror or exc})", "SaveFailed"
+            ) from None
 
     @router.get("/cmd-flags", response_model=dict[str, Any])
     async def get_cmd_flags() -> dict[str, Any]:

@@ -46,7 +46,7 @@ def split_host_port(value: str) -> tuple[str, int | None]:
         host, _, port_text = value.partition(":")
     else:
         host, port_text = value, ""
-    return host.rstrip("."), int(port_text) if port_text.isdigit() else None
+    return host.rstrip("."), int(port_text) if port_text.isdecimal() else None
 
 
 def split_host(value: str) -> str:
@@ -190,7 +190,7 @@ class SecurityMiddleware:
         limit = self.max_body_bytes()
         length = headers.get("content-length")
         if length is not None:
-            if not length.isdigit():
+            if not (length.isascii() and length.isdigit()):
                 await self._refuse(scope, send, 400, "BadRequest", "invalid Content-Length header")
                 return
             if int(length) > limit:

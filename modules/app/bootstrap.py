@@ -21,6 +21,7 @@ from modules.access.policy import AccessPolicy
 from modules.core.cmd_args import parse_args
 from modules.core.devices import DevicePolicy
 from modules.core.jobs import LocalJobQueue
+from modules.core.leftovers import clean_at_start
 from modules.core.options import Options, OptionsRegistry
 from modules.core.paths import Paths
 from modules.core.shared_options import core_registry
@@ -32,6 +33,7 @@ from modules.generation.styles import StyleDatabase
 from modules.models.builtin_checkpoints import builtin_checkpoints
 from modules.models.hashes import HashCache
 from modules.models.manager import ModelManager
+from modules.models.setting_refs import register_model_references
 from modules.networks.activation import NetworkActivator
 from modules.networks.catalogue import NetworkCatalogue
 from modules.networks.options import NETWORK_OPTIONS
@@ -95,6 +97,7 @@ def build_model_manager(
         builtin_checkpoints=builtin_checkpoints() if builtin else (),
     )
     models.refresh()
+    register_model_references(options, models)  # model settings name listed files only
     return models
 
 
@@ -104,9 +107,11 @@ def build_services(args: argparse.Namespace, *, policy: DevicePolicy | None = No
     paths.ensure()
     options = Options(build_registry(args), paths.config_file)
     options.load()
+    clean_at_start(paths, options.as_dict())  # temp files a crash left (.tmp, merge .partial)
     policy = policy or DevicePolicy.detect(args)
     safe = not args.disable_safe_unpickle
     models = build_model_manager(paths, policy, options, safe_unpickle=safe)
+    options.check_stored()  # values an older config.json holds that are no longer valid
     generation = build_generation_service(
         models=models,
         options=options,

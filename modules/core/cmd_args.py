@@ -62,6 +62,12 @@ def _add_network(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tls-certfile", default=None)
     g.add_argument("--disable-tls-verify", action="store_true")
     g.add_argument("--subpath", default=None, help="root path when behind a reverse proxy")
+    g.add_argument(
+        "--forwarded-allow-ips",
+        default=None,
+        help="trusted reverse proxies (comma-separated IPs or CIDR ranges): only requests from these "
+        "may name the client address in X-Forwarded-For; by default no proxy is trusted",
+    )
     g.add_argument("--timeout-keep-alive", type=int, default=30)
     g.add_argument("--no-gradio-queue", action="store_true")
     g.add_argument("--gradio-allowed-path", action="append", default=[])

@@ -280,7 +280,10 @@ class LocalJobQueue:
                         f"the limit is {policy.max_queued_per_user} (setting api_max_queued_per_user)"
                     )
             job_id = task_id or new_task_id(kind)
-            if job_id in self._jobs:
+            taken = self._jobs.get(job_id)
+            if taken is not None:
+                if not self._may_see(taken, owner):
+                    raise JobNotFound(job_id)  # another user's task id: as if unknown, revealing nothing
                 raise ValueError(f"task id {job_id!r} is already in use")
             job = Job(id=job_id, kind=kind, owner=owner, fn=fn, quota_key=key, seq=next(self._seq))
             self._jobs[job_id] = job

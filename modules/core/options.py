@@ -23,6 +23,9 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 ChoicesType = Sequence[Any] | Callable[[], Sequence[Any]] | None
+# value -> the value to store, or OptionError: for settings whose valid values are only known at
+# run time (model references: a listed checkpoint or VAE, never a path to some other file)
+Resolver = Callable[[Any], Any]
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,8 @@ class Options:
         self._data: dict[str, Any] = {}
         self._lock = threading.RLock()
         self._listeners: dict[str, list[Callable[[], None]]] = {}
+        self._resolvers: dict[str, Resolver] = {}
+        self.replaced: dict[str, str] = {}  # key -> why the stored value was replaced by the default
 
     # --- reading -------------------------------------------------------------------------
     def get(self, key: str) -> Any:
@@ -195,8 +200,45 @@ class Options:
         for key, value in (overrides or {}).items():
             if key not in self.registry:
                 raise OptionError(f"unknown setting {key!r} in override_settings")
-            checked[key] = coerce_value(self.registry[key], value)
+            checked[key] = self.validate(key, value)
         return OptionsView(self.as_dict(), checked)
+
+    # --- validation ----------------------------------------------------------------------
+    def add_resolver(self, key: str, resolver: Resolver) -> None:
+        """Check `key`'s values with `resolver` too (set, override_settings, stored values)."""
+        self._resolvers[key] = resolver
+
+    def validate(self, key: str, value: Any) -> Any:
+        """The value as it would be stored, or OptionError (type, range, choices, resolver)."""
+        if key not in self.registry:
+            raise OptionError(f"unknown setting {key!r}")
+        value = coerce_value(self.registry[key], value)
+        resolver = self._resolvers.get(key)
+        return resolver(value) if resolver is not None else value
+
+    def check_stored(self) -> dict[str, str]:
+        """Replace stored values that are no longer valid (an older config.json, a deleted model)
+        by the default, with a warning; call once everything the resolvers need exists.
+        Returns (and keeps in `replaced`) key -> reason. The file is left as it is."""
+        with self._lock:
+            stored = dict(self._data)
+        for key, value in stored.items():
+            if key not in self.registry:
+                continue
+            try:
+                self.validate(key, value)
+            except OptionError as exc:
+                log.warning(
+                    "stored setting %s=%r is not valid (%s); using the default %r",
+                    key,
+                    value,
+                    exc,
+                    self.registry[key].default,
+                )
+                self.replaced[key] = str(exc)
+                with self._lock:
+                    self._data.pop(key, None)
+        return dict(self.replaced)
 
     # --- writing -------------------------------------------------------------------------
     def set(self, key: str, value: Any, *, from_api: bool = False) -> bool:
@@ -206,7 +248,7 @@ class Options:
         info = self.registry[key]
         if from_api and info.restrict_api:
             return False
-        value = coerce_value(info, value)
+        value = self.validate(key, value)
         with self._lock:
             old = self.get(key)
             if old == value:
@@ -215,6 +257,30 @@ class Options:
         for listener in self._listeners.get(key, []):
             listener()
         return True
+
+    def update(self, values: Mapping[str, Any], *, from_api: bool = False) -> list[str]:
+        """Validate every value, write config.json with them, then make them the running values.
+
+        All or nothing: an invalid value (OptionError) or a failed write (OSError, e.g. a full
+        disk) changes neither the file nor the running settings. Returns the changed keys;
+        with `from_api`, `restrict_api` settings are left out (as `set` does)."""
+        checked = {
+            key: self.validate(key, value)
+            for key, value in values.items()
+            if not (from_api and key in self.registry and self.registry[key].restrict_api)
+        }
+        with self._lock:
+            changed = [key for key, value in checked.items() if self.get(key) != value]
+            if not changed:
+                return []
+            data = {**self._data, **{key: checked[key] for key in changed}}
+            if self.path is not None:
+                atomic_write_text(self.path, json.dumps(data, indent=4, ensure_ascii=False))
+            self._data = data
+        for key in changed:
+            for listener in self._listeners.get(key, []):
+                listener()
+        return changed
 
     def on_change(self, key: str, callback: Callable[[], None]) -> None:
         self._listeners.setdefault(key, []).append(callback)

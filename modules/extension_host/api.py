@@ -3,7 +3,8 @@
 A1111 (shared/reference/http-api.md): GET /sdapi/v1/extensions, /sdapi/v1/scripts,
 /sdapi/v1/script-info. Ours, used by the Extensions tab and scripts: /internal/extensions/...
 (list, install, update, check, remove, enable, disable-all, available, problems) and the
-asset route serving extensions' JS/CSS. Changes need the access gate (--listen without
+asset route serving extensions' JS/CSS. `available` makes the server fetch an index: POST with a
+JSON body, admins only, another URL than the configured one only behind the access gate. Changes need the access gate (--listen without
 --enable-insecure-extension-access refuses them, 403) and, with an admin list, an admin.
 """
 
@@ -12,10 +13,11 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
+from modules.access.policy import caller_of
 from modules.extension_host import assets
 from modules.extension_host.gitops import (
     ExtensionAccessDenied,
@@ -51,6 +53,21 @@ class DisableAllBody(BaseModel):
     mode: str
 
 
+class AvailableBody(BaseModel):
+    url: str | None = None  # None: the configured index (WEBUI_EXTENSIONS_INDEX) or A1111's
+    tag: str | None = None
+    hide_tags: str = ""
+    hide_installed: bool = True
+    q: str = ""
+
+
+def require_json(request: Request) -> None:
+    """Refuse bodies a plain HTML form could send cross-site (only JSON needs a CORS preflight)."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json":
+        raise HTTPException(415, "send the request as JSON (Content-Type: application/json)")
+
+
 def _status(exc: ExtensionError) -> int:
     if isinstance(exc, ExtensionAccessDenied):
         return 403
@@ -71,9 +88,7 @@ def build_router(host: ExtensionHost) -> APIRouter:
     router = APIRouter()
 
     def require_admin(request: Request) -> None:
-        user = (request.scope.get("state") or {}).get("user")
-        admins: frozenset[str] = getattr(getattr(host.services, "users", None), "admins", frozenset())
-        if user is not None and admins and user not in admins:
+        if not host.services.access.may_change_settings(caller_of(request.scope).user):  # the one admin rule
             raise HTTPException(403, "Only administrators may change extensions.")
 
     def guarded(request: Request, action: Any) -> Any:
@@ -147,20 +162,24 @@ def build_router(host: ExtensionHost) -> APIRouter:
             raise HTTPException(400, "mode must be one of: none, extra, all") from None
         return {"disable_all_extensions": body.mode, "restart_needed": True}
 
-    @router.get("/internal/extensions/available", tags=["extensions"])
-    def available(
-        url: str | None = None, tag: str | None = None, hide_tags: str = "", hide_installed: bool = True, q: str = ""
-    ) -> dict[str, Any]:
+    @router.post("/internal/extensions/available", tags=["extensions"], dependencies=[Depends(require_json)])
+    def available(body: AvailableBody, request: Request) -> dict[str, Any]:
+        # The server fetches the URL: admins only, POST with a JSON body (a cross-site page can
+        # neither send that without a CORS preflight nor pass the Origin check of
+        # SecurityMiddleware), never on a GET an <img> could trigger.
+        require_admin(request)
         try:
             data, entries = host.available(
-                url,
-                only_tags=[tag] if tag else [],
-                hide_tags=[t for t in hide_tags.split(",") if t],
-                hide_installed=hide_installed,
-                search=q,
+                body.url,
+                only_tags=[body.tag] if body.tag else [],
+                hide_tags=[t for t in body.hide_tags.split(",") if t],
+                hide_installed=body.hide_installed,
+                search=body.q,
             )
         except ExtensionIndexError as exc:
             raise HTTPException(400, str(exc)) from None
+        except ExtensionError as exc:
+            raise HTTPException(_status(exc), str(exc)) from None
         installed = {normalize_git_url(i.git.remote) for i in host.installed()}
         return {
             "tags": data.tags,

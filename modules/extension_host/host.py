@@ -300,7 +300,12 @@ class ExtensionHost:
         self.refresh()
 
     def available(self, url: str | None = None, **filters: Any) -> tuple[index.ExtensionIndex, list[index.IndexEntry]]:
-        data = index.load_index(index.index_url(url))
+        """The index (configured or default; another URL only where extensions may be installed,
+        since the server fetches it: http(s) only), filtered. Callers check the user is an admin."""
+        custom = index.is_custom_index(url)
+        if custom:
+            self.access.require()
+        data = index.load_index(index.index_url(url), allow_local=not custom)
         remotes = [i.git.remote or "" for i in self.installed()]
         return data, index.filter_index(data, installed_urls=remotes, **filters)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import html
+import inspect
 from typing import Any
 
 from modules.extension_host.gitops import ExtensionError
@@ -100,12 +101,17 @@ class ExtensionsTab:
         return message, outcome.output
 
     # --- Available -----------------------------------------------------------------------------
+    def is_admin(self, user: str | None) -> bool:
+        """Managing extensions (and loading an index, which makes the server fetch a URL) is for
+        admins: without logins or without an admin list everyone is one (as in the API routes)."""
+        return bool(self.host.services.access.may_change_settings(user))  # the one admin rule
+
     def available_html(self, url: str, tag: str, hide_installed: bool, search: str) -> str:
         try:
             data, entries = self.host.available(
                 url or None, only_tags=[tag] if tag else [], hide_installed=hide_installed, search=search or ""
             )
-        except ExtensionIndexError as exc:
+        except (ExtensionIndexError, ExtensionError) as exc:
             return f"<p class='error'>{_esc(exc)}</p>"
         installed = {normalize_git_url(i.git.remote) for i in self.host.installed()}
         rows = []
@@ -126,6 +132,26 @@ class ExtensionsTab:
             return "<p>No problems reported.</p>"
         lines = "".join(f"<li><b>{_esc(p.extension)}</b> — {_esc(p.where)}: {_esc(p.error)}</li>" for p in items)
         return f"<ul id='extensions_problems'>{lines}</ul>"
+
+
+ADMINS_ONLY = "<p class='error'>Only administrators may manage extensions on this server.</p>"
+
+
+def admins_only(tab: ExtensionsTab, action: Any, gr: Any, refused: Any = ADMINS_ONLY) -> Any:
+    """`action` as a Gradio handler that also receives the request and runs only for admins
+    (the API routes' rule: with an admin list, only its users); others get `refused`."""
+    params = list(inspect.signature(action).parameters.values())
+
+    def handler(*args: Any) -> Any:
+        *values, request = args
+        if not tab.is_admin(getattr(request, "username", None)):
+            return refused
+        return action(*values)
+
+    request_param = inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    handler.__signature__ = inspect.Signature([*params, request_param])  # type: ignore[attr-defined]
+    handler.__annotations__ = {"request": gr.Request}  # Gradio passes the request to this parameter
+    return handler
 
 
 def build_extensions_tab(host: ExtensionHost) -> ExtensionsTab:
@@ -156,14 +182,18 @@ def build_extensions_tab(host: ExtensionHost) -> ExtensionsTab:
                 update = gr.Button("Update", interactive=allowed, elem_id="extensions_update")
                 remove = gr.Button("Remove", variant="stop", interactive=allowed, elem_id="extensions_remove")
             result = gr.HTML(elem_id="extensions_result")
-            apply.click(tab.apply_enabled, inputs=[enabled, disable_all], outputs=[result])
-            check.click(tab.check_updates, outputs=[result])
-            update.click(tab.update, inputs=[chosen], outputs=[result]).then(tab.installed_html, outputs=[table])
-            remove.click(tab.remove, inputs=[chosen], outputs=[result]).then(tab.installed_html, outputs=[table])
+            apply.click(admins_only(tab, tab.apply_enabled, gr), inputs=[enabled, disable_all], outputs=[result])
+            check.click(admins_only(tab, tab.check_updates, gr), outputs=[result])
+            update.click(admins_only(tab, tab.update, gr), inputs=[chosen], outputs=[result]).then(
+                tab.installed_html, outputs=[table]
+            )
+            remove.click(admins_only(tab, tab.remove, gr), inputs=[chosen], outputs=[result]).then(
+                tab.installed_html, outputs=[table]
+            )
         with gr.Tab("Available", id="extensions_available"):
             with gr.Row():
                 index_url = gr.Textbox(
-                    label="Extension index URL (http(s), file:// or a path)", elem_id="extensions_index_url"
+                    label="Extension index URL (http(s); empty: the configured index)", elem_id="extensions_index_url"
                 )
                 load = gr.Button("Load from:", elem_id="extensions_load")
             with gr.Row():
@@ -171,7 +201,11 @@ def build_extensions_tab(host: ExtensionHost) -> ExtensionsTab:
                 hide_installed = gr.Checkbox(True, label="Hide installed")
                 search = gr.Textbox(label="Search", elem_id="extensions_search")
             listing = gr.HTML(elem_id="extensions_available_html")
-            load.click(tab.available_html, inputs=[index_url, tag, hide_installed, search], outputs=[listing])
+            load.click(
+                admins_only(tab, tab.available_html, gr),
+                inputs=[index_url, tag, hide_installed, search],
+                outputs=[listing],
+            )
         with gr.Tab("Install from URL", id="extensions_install"):
             url = gr.Textbox(label="URL for extension's git repository", elem_id="extensions_install_url")
             branch = gr.Textbox(label="Specific branch name (empty for default)", elem_id="extensions_install_branch")
@@ -183,7 +217,11 @@ def build_extensions_tab(host: ExtensionHost) -> ExtensionsTab:
             output = gr.Textbox(
                 label="Installer output", lines=8, interactive=False, elem_id="extensions_install_output"
             )
-            install.click(tab.install, inputs=[url, branch, folder], outputs=[message, output])
+            install.click(
+                admins_only(tab, tab.install, gr, (ADMINS_ONLY, "")),
+                inputs=[url, branch, folder],
+                outputs=[message, output],
+            )
         with gr.Tab("Problems", id="extensions_problems_tab"):
             problems = gr.HTML(tab.problems_html(), elem_id="extensions_problems_html")
             gr.Button("Refresh", elem_id="extensions_problems_refresh").click(tab.problems_html, outputs=[problems])

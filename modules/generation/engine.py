@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from PIL import Image
@@ -54,6 +54,7 @@ from modules.networks.options import NetworkOptions
 from modules.postprocessing.face_service import FaceRestorationService
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -292,12 +293,15 @@ class GenerationService:
                     images.append(image)
                     infotexts.append(text)
                     if self._should_save(p):
-                        saved.append(str(self._save(p, image, text, index, model)))
+                        path = _unless_disk_fails(p, partial(self._save, p, image, text, index, model))
+                        if path is not None:
+                            saved.append(str(path))
         result = GenerationResult(images=images, infotexts=infotexts, p=p, saved_paths=saved, interrupted=interrupted)
         self._grid(p, result, model)
         hooks.postprocess(p, result)
         if self.write_params_txt and infotexts:
-            write_params_txt(self.paths.params_file, result.infotexts[result.index_of_first_image])
+            text = result.infotexts[result.index_of_first_image]
+            _unless_disk_fails(p, lambda: write_params_txt(self.paths.params_file, text))
         return result
 
     def _one_batch(
@@ -512,21 +516,40 @@ class GenerationService:
         )
         text = result.infotexts[0]
         if wants_save:
-            save_image(
-                grid,
-                self._outdir(p, grid=True),
-                "grid",
-                ctx=self._filename_context(p, model, 0),
-                options=self._saving_options(p),
-                infotext=text,
-                grid=True,
-                short_filename=True,
-                **self._save_callbacks(p),
+            _unless_disk_fails(
+                p,
+                lambda: save_image(
+                    grid,
+                    self._outdir(p, grid=True),
+                    "grid",
+                    ctx=self._filename_context(p, model, 0),
+                    options=self._saving_options(p),
+                    infotext=text,
+                    grid=True,
+                    short_filename=True,
+                    **self._save_callbacks(p),
+                ),
             )
         if wants_return:
             result.images.insert(0, grid)
             result.infotexts.insert(0, text)
             result.index_of_first_image = 1
+
+
+SAVE_FAILED = "saving"  # the key of the warning in p.comments (shown in the UI, in the API's info)
+
+
+def _unless_disk_fails(p: Processing, write: Callable[[], T]) -> T | None:
+    """Run a file write of the job; when the disk fails (full, read-only, gone) keep the job going:
+    its images still reach the client, with a warning that they were not stored."""
+    try:
+        return write()
+    except OSError as exc:
+        if SAVE_FAILED not in p.comments:
+            log.error("saving the job's files failed: %s", exc)
+            reason = exc.strerror or str(exc)
+            p.comments[SAVE_FAILED] = f"Warning: saving failed ({reason}); the images were not stored on the server."
+        return None
 
 
 def _or(value: float | None, default: Any) -> float:

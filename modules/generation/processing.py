@@ -169,6 +169,8 @@ class GenerationResult:
             "clip_skip": p.clip_skip,
             "is_using_inpainting_conditioning": p.kind == "img2img" and bool(p.comments.get("inpaint_model")),
             "version": VERSION,
+            # what the UI shows under the images (e.g. "saving failed"): API clients see it too
+            "comments": "; ".join(str(v) for v in p.comments.values() if isinstance(v, str)),
         }
 
     def info_json(self) -> str:

@@ -142,6 +142,15 @@ _SCHEDULE_NUMBER = re.compile(r"\s*([+-]?(?:\d+[eE][+-]?\d+|(?:\d+\.\d*|\.\d+)(?
 _STRUCTURE_CHARS = frozenset("[]():|")
 
 
+# Deeper bracket nesting is refused: the parser recurses per level, and ~300 levels exhaust
+# Python's stack (a RecursionError, HTTP 500). Real prompts nest a handful of levels.
+MAX_PROMPT_NESTING = 100
+
+
+class PromptTooComplex(ValueError):
+    """A prompt nested deeper than MAX_PROMPT_NESTING brackets (a client error, HTTP 400)."""
+
+
 class _Unparsable(Exception):
     """The grammar cannot parse the prompt at all: A1111 then uses it unchanged for every step."""
 
@@ -156,6 +165,7 @@ class _ScheduleParser:
 
     def __init__(self, text: str) -> None:
         self.text = text
+        self.depth = 0
 
     def parse(self) -> tuple[_Node, ...]:
         nodes, _ = self._sequence(0, top_level=True)
@@ -206,12 +216,23 @@ class _ScheduleParser:
 
     def _bracket(self, start: int) -> tuple[tuple[_Node, ...], int] | None:
         """Parse the bracket opening at `start`; None if it forms no valid structure."""
-        text = self.text
-        opener = text[start]
+        opener = self.text[start]
         closer = ")" if opener == "(" else "]"
+        pos = start + 1
+        self.depth += 1
+        try:
+            return self._bracket_parts(opener, closer, pos)
+        finally:
+            self.depth -= 1
+
+    def _bracket_parts(self, opener: str, closer: str, pos: int) -> tuple[tuple[_Node, ...], int] | None:
+        if self.depth > MAX_PROMPT_NESTING:
+            raise PromptTooComplex(
+                f"the prompt nests brackets more than {MAX_PROMPT_NESTING} levels deep; use fewer nested ( ) or [ ]"
+            )
+        text = self.text
         parts: list[tuple[tuple[_Node, ...], int, int]] = []
         separators: list[str] = []
-        pos = start + 1
         while True:
             part_start = pos
             nodes, pos = self._sequence(pos, top_level=False)

@@ -381,7 +381,7 @@ class Axis:
 
 def pick_option(options: list[AxisOption], chosen: Any, name: str) -> AxisOption:
     """The axis for an index (A1111 UI/API) or a label (lenient: `"Steps"`)."""
-    if isinstance(chosen, str) and not chosen.strip().lstrip("-").isdigit():
+    if isinstance(chosen, str) and not chosen.strip().lstrip("-").isdecimal():
         found = next((o for o in options if o.label.lower() == chosen.strip().lower()), None)
         if found is None:
             raise AxisValueError(f"{name} type: unknown axis {chosen!r}")

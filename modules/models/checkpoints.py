@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modules.core.naming import natural_key
 from modules.models.errors import ModelNotFound
 from modules.models.families import ModelFamily
 from modules.models.hashes import HashCache, legacy_model_hash
@@ -27,10 +28,6 @@ from modules.models.identify import Identification, identify_file
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
 VAE_INFIXES = (".vae.safetensors", ".vae.ckpt", ".vae.pt")
 _STRIP_HASH = re.compile(r"\s*\[[^]]+]\s*$")
-
-
-def natural_key(text: str) -> list[int | str]:
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
 
 
 @dataclass(eq=False)
@@ -171,7 +168,11 @@ class CheckpointRegistry:
         return [i.title for i in self.checkpoints()]
 
     def find(self, alias: str) -> CheckpointInfo:
-        """A1111's closest match: exact alias, then title containing it, then without the [hash] part."""
+        """A1111's closest match: exact alias, then title containing it, then without the [hash] part.
+
+        Only listed checkpoints are found: a path to any other file (absolute, relative, an
+        upload's temp file) is "not found", with the same message whether the file exists or not.
+        """
         items = self.checkpoints()
         text = str(alias).strip()
         if text:
@@ -182,9 +183,6 @@ class CheckpointRegistry:
                 hits = sorted((i for i in items if needle and needle in i.title), key=lambda i: len(i.title))
                 if hits:
                     return hits[0]
-            path = Path(text)
-            if path.is_absolute() and path.exists():
-                return CheckpointInfo.from_path(path, self.ckpt_dir, self.hash_cache)
         available = ", ".join(i.title for i in items) or f"none: put .safetensors files into {self.ckpt_dir}"
         raise ModelNotFound(f"checkpoint {alias!r} not found. Available: {available}")
 

@@ -53,7 +53,7 @@ def count_layers(keys: object, layer_prefix: str) -> int:
     for key in keys:  # type: ignore[attr-defined]
         if key.startswith(layer_prefix):
             head = key[len(layer_prefix) :].split(".", 1)[0]
-            if head.isdigit():
+            if head.isdecimal():
                 found.add(int(head))
     return max(found) + 1 if found else 0
 

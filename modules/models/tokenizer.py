@@ -93,7 +93,7 @@ def _write_files(folder: Path, pad_token: str) -> None:
         ),
     }
     for name, text in files.items():
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")  # removed at start after a crash
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(tmp, folder / name)

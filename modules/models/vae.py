@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from modules.models.checkpoints import natural_key
+from modules.core.naming import natural_key
 from modules.models.convert import vae_from_ldm
 from modules.models.errors import ModelNotFound, UnsupportedModel, WrongModelKind
 from modules.models.identify import classify_shapes
@@ -71,7 +71,7 @@ def find_vae_near_checkpoint(checkpoint_file: Path, listed: list[VaeInfo]) -> Va
 
 
 def resolve_vae_choice(choice: str, checkpoint_file: Path | None, listed: list[VaeInfo]) -> VaeInfo | None:
-    """The VAE file a setting value means; None = the checkpoint's own VAE."""
+    """The VAE file a setting value means; None = the checkpoint's own VAE. Only listed files."""
     if choice in (NONE, "", None):
         return None
     if choice in (AUTOMATIC, "auto"):
@@ -79,9 +79,7 @@ def resolve_vae_choice(choice: str, checkpoint_file: Path | None, listed: list[V
     for info in listed:
         if choice in (info.name, Path(info.name).stem, str(info.filename)):
             return info
-    path = Path(choice)
-    if path.is_absolute() and path.is_file():
-        return VaeInfo(path.name, path)
+    # a path to a file that is not listed is "not found" (same message whether it exists or not)
     names = ", ".join(v.name for v in listed) or "none"
     raise VaeNotFound(f"VAE {choice!r} not found. Available: {AUTOMATIC}, {NONE}, {names}")
 

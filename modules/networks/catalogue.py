@@ -18,13 +18,13 @@ import contextlib
 import json
 import logging
 import os
-import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from modules.core.naming import natural_key
 from modules.core.paths import Paths
 from modules.models.errors import ModelError
 from modules.models.hashes import HashCache
@@ -45,10 +45,6 @@ METADATA_ORDER = {
 }
 FORBIDDEN_ALIASES = frozenset({"none", "addams"})
 PREFERRED_NAME_FILENAME = "Filename"
-
-
-def natural_key(text: str) -> list[int | str]:
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
 
 
 def walk_files(folder: Path, suffixes: Sequence[str]) -> Iterator[Path]:

@@ -82,10 +82,10 @@ def _wire_change(ctx: UiContext, key: str, component: Any, status: gr.HTML, json
             return
         try:
             prepared = settings.prepare(caller_of_gradio(request), {key: value}, strict=True)
-        except (OptionError, ModelError, AccessDenied) as exc:
+            settings.store(prepared)  # a failed write (OSError) changes nothing
+        except (OptionError, ModelError, AccessDenied, OSError) as exc:
             yield f'<span class="error">{html.escape(str(exc))}</span>', settings_json(options), _stored(ctx, key)
             return
-        settings.store(prepared)
         job = settings.load_checkpoint(prepared)
         if job is None:
             yield "", settings_json(options), gr.update()

@@ -14,7 +14,7 @@ from typing import Any
 
 from modules.access.policy import AccessPolicy, Caller
 from modules.core.jobs import Job
-from modules.core.options import OptionError, Options, coerce_value
+from modules.core.options import OptionError, Options
 from modules.models.checkpoints import CheckpointInfo
 from modules.models.errors import ModelError
 from modules.models.manager import ModelManager
@@ -63,9 +63,7 @@ class SettingsService:
             if value is None or (from_api and key in registry and registry[key].restrict_api):
                 continue
             try:
-                if key not in registry:
-                    raise OptionError(f"unknown setting {key!r}")
-                coerced = coerce_value(registry[key], value)
+                coerced = self.options.validate(key, value)  # type, range, choices, listed models only
                 if key == CHECKPOINT and coerced:
                     change.checkpoint = self.models.find_checkpoint(str(coerced))  # unknown: ModelNotFound
                     coerced = change.checkpoint.title
@@ -91,27 +89,22 @@ class SettingsService:
 
     def _load_and_store(self, info: CheckpointInfo) -> str:
         loaded = self.models.load(info)
-        if self.options.set(CHECKPOINT, loaded.checkpoint.title):  # the title with its hash once known
-            self.options.save()
+        self.options.update({CHECKPOINT: loaded.checkpoint.title})  # the title with its hash once known
         return str(loaded.checkpoint.title)
 
     def store(self, change: SettingsChange) -> ApplyResult:
-        """Store the prepared values other than the checkpoint (load_checkpoint stores that one)."""
-        result = ApplyResult(errors=dict(change.errors))
-        for key, value in change.values.items():
-            if key == CHECKPOINT and change.checkpoint is not None:
-                result.changed.append(key)
-                continue
-            if not self.options.set(key, value):
-                continue
-            result.changed.append(key)
+        """Store the prepared values other than the checkpoint (load_checkpoint stores that one).
+        All or nothing: a failed write (OSError) leaves the file and the running values as they were."""
+        values = {k: v for k, v in change.values.items() if not (k == CHECKPOINT and change.checkpoint is not None)}
+        result = ApplyResult(changed=self.options.update(values), errors=dict(change.errors))
+        for key in result.changed:
             info = self.options.registry[key]
             if info.needs_reload_ui:
                 result.needs_reload_ui.append(info.label)
             if info.needs_restart:
                 result.needs_restart.append(info.label)
-        if any(k != CHECKPOINT for k in result.changed):
-            self.options.save()
+        if change.checkpoint is not None:
+            result.changed.append(CHECKPOINT)
         return result
 
     def apply(self, caller: Caller, values: Mapping[str, Any]) -> ApplyResult:
@@ -120,4 +113,8 @@ class SettingsService:
         job = self.load_checkpoint(change)
         if job is not None:
             job.wait()
-        return self.store(change)
+        try:
+            return self.store(change)
+        except OSError as exc:
+            errors = {**change.errors, "config.json": f"settings unchanged: saving them failed ({exc.strerror or exc})"}
+            return ApplyResult(errors=errors)
