@@ -70,7 +70,6 @@ def add_settings_routes(router: APIRouter, ctx: ApiContext) -> None:
         job = settings.load_checkpoint(change)  # load first; stored only once it loaded
         if job is not None:
             await ctx.runner.wait(job)
-        settings.store(change)
         try:
             settings.store(change)
         except OSError as exc:
