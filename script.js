@@ -151,7 +151,125 @@ function fireUiLoaded() {
     }
     window.__uiLoadedFired = true;
     readOptions();
+    a1111TextareaShape();
     executeCallbacks(uiLoadedCallbacks);
+}
+
+/* Resolves once the DOM has been quiet for `quietMs` (or after `maxMs`). */
+function domSettled(quietMs, maxMs) {
+    return new Promise(function(resolve) {
+        let timer = null;
+        const observer = new MutationObserver(function() {
+            clearTimeout(timer);
+            timer = setTimeout(finish, quietMs);
+        });
+        const give_up = setTimeout(finish, maxMs);
+        function finish() {
+            observer.disconnect();
+            clearTimeout(timer);
+            clearTimeout(give_up);
+            resolve();
+        }
+        observer.observe(gradioApp(), {childList: true, subtree: true});
+        timer = setTimeout(finish, quietMs);
+    });
+}
+
+/* Gradio 6 draws a tab's (and a closed accordion's) content only once it is first shown. A1111
+   (Gradio 3) had all of it in the page, hidden, when onUiLoaded ran, and extensions bind to it
+   then: select each tab of each tab bar once (nested ones as they appear), then the one that was
+   selected before; open and close each closed accordion. The app is invisible while the top-level
+   tabs switch; the later rounds happen inside hidden panels. */
+async function renderAllTabs() {
+    const app = document.querySelector("gradio-app") || document.body;
+    const visibility = app.style.visibility;
+    const seen = new Set();
+    let userActed = false; // a person (or a test) clicks or types: leave the tabs to them
+    const acted = (e) => { userActed = userActed || e.isTrusted; };
+    document.addEventListener("pointerdown", acted, true);
+    document.addEventListener("keydown", acted, true);
+    app.style.visibility = "hidden";
+    try {
+        for (let round = 0; round < 5; round++) {
+            const lists = Array.from(gradioApp().querySelectorAll('[role="tablist"]')).filter((l) => !seen.has(l));
+            if (lists.length === 0) {
+                break;
+            }
+            for (const list of lists) {
+                seen.add(list);
+                await selectEachTab(list, () => userActed);
+            }
+            await openEachAccordion(seen, () => userActed);
+            app.style.visibility = visibility;
+            await domSettled(100, 10000); // what the selected tabs started drawing
+        }
+    } finally {
+        app.style.visibility = visibility;
+        document.removeEventListener("pointerdown", acted, true);
+        document.removeEventListener("keydown", acted, true);
+    }
+}
+
+function nextFrame() {
+    return new Promise((resolve) => requestAnimationFrame(() => resolve()));
+}
+
+/* A tab, once selected, keeps its content when another is selected: one frame each is enough to
+   start drawing it, then the previously selected tab is selected again. */
+async function selectEachTab(list, stop) {
+    const byPanel = new Map();
+    for (const button of list.querySelectorAll('[role="tab"]')) {
+        const key = button.getAttribute("aria-controls") || button.textContent.trim();
+        if (!byPanel.has(key) || button.offsetParent !== null) {
+            byPanel.set(key, button);
+        }
+    }
+    const buttons = Array.from(byPanel.values());
+    const selected = buttons.find((b) => b.getAttribute("aria-selected") === "true");
+    for (const button of buttons) {
+        const panel = button.getAttribute("aria-controls");
+        if (button === selected || button.disabled || (panel && gradioApp().querySelector("#" + CSS.escape(panel) + " > *"))) {
+            continue;
+        }
+        if (stop()) {
+            return;
+        }
+        button.click();
+        await nextFrame();
+    }
+    if (selected && !stop() && selected.getAttribute("aria-selected") !== "true") {
+        selected.click();
+        await nextFrame();
+    }
+}
+
+async function openEachAccordion(seen, stop) {
+    for (const label of gradioApp().querySelectorAll(".gr-accordion > button.label-wrap")) {
+        if (seen.has(label) || label.classList.contains("open")) {
+            continue;
+        }
+        seen.add(label);
+        if (stop()) {
+            return;
+        }
+        label.click();
+        await nextFrame();
+        if (label.classList.contains("open")) {
+            label.click();
+        }
+    }
+}
+
+/* A1111's selectors reach a textbox's textarea as `#id > label > textarea`; Gradio 6 wraps it in
+   div.input-container. A textarea alone in that wrapper is moved up into the label. */
+function a1111TextareaShape() {
+    for (const textarea of gradioApp().querySelectorAll("label > div.input-container > textarea")) {
+        const wrapper = textarea.parentElement;
+        if (wrapper.children.length === 1) {
+            wrapper.parentElement.insertBefore(textarea, wrapper);
+            wrapper.classList.add("a1111-emptied");
+        }
+    }
 }
 
 function scheduleAfterUiUpdate() {
@@ -161,9 +279,8 @@ function scheduleAfterUiUpdate() {
 
 function startUiObserver() {
     const observer = new MutationObserver(function(mutations) {
-        if (!window.__uiLoadedFired && gradioApp().querySelector("#txt2img_prompt")) {
-            fireUiLoaded();
-        }
+        startUiLoad();
+        a1111TextareaShape();
         readOptions();
         executeCallbacks(uiUpdateCallbacks, mutations);
         scheduleAfterUiUpdate();
@@ -174,9 +291,16 @@ function startUiObserver() {
         }
     });
     observer.observe(gradioApp(), {childList: true, subtree: true, attributes: true, characterData: true});
-    if (gradioApp().querySelector("#txt2img_prompt")) {
-        fireUiLoaded();
+    startUiLoad();
+}
+
+/* Once #txt2img_prompt is in the page: draw every tab, then run the onUiLoaded callbacks. */
+function startUiLoad() {
+    if (window.__uiLoadStarted || !gradioApp().querySelector("#txt2img_prompt")) {
+        return;
     }
+    window.__uiLoadStarted = true;
+    renderAllTabs().catch((e) => console.warn("could not draw every tab", e)).then(fireUiLoaded);
 }
 
 // Gradio may add these scripts after DOMContentLoaded (it injects the page head itself).

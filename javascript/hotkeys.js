@@ -55,5 +55,5 @@ document.addEventListener("paste", function(e) {
     const textarea = gradioApp().querySelector("#" + tab + "_prompt textarea");
     textarea.value = text;
     updateInput(textarea);
-    setTimeout(() => clickIfPresent(tab === "txt2img" ? "paste" : tab + "_paste"), 300);
+    setTimeout(() => clickIfPresent(tab + "_paste"), 300);
 });

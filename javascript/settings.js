@@ -19,28 +19,3 @@ document.addEventListener("input", function(e) {
         filterSettings(e.target.value);
     }
 });
-
-const uiButtonHints = {
-    "🎲️": "Set seed to -1, which will cause a new random number to be used every time",
-    "♻️": "Reuse seed from last generation, mostly useful if it was randomized",
-    "↙️": "Read generation parameters from prompt or last generation if prompt is empty into user interface.",
-    "🗑️": "Clear prompt",
-    "🖌️": "Apply all selected styles to prompts",
-    "🔄": "Refresh",
-    "⇅": "Switch width/height",
-    "📂": "Open images output directory",
-    "💾": "Save the image to a dedicated directory (log/images)",
-    "🗃️": "Save zip archive with images to a dedicated directory (log/images)",
-    "🖼️": "Send image and generation parameters to img2img tab",
-    "🎨️": "Send image and generation parameters to img2img inpaint tab",
-    "📐": "Send image and generation parameters to extras tab",
-};
-
-onAfterUiUpdate(function() {
-    for (const button of gradioApp().querySelectorAll("button.tool")) {
-        const hint = uiButtonHints[button.textContent.trim()];
-        if (hint && !button.title) {
-            button.title = hint;
-        }
-    }
-});

@@ -1,5 +1,5 @@
 """A1111's `modules.images` for extensions: save_image (with on_before/after_image_saved),
-image_grid, resize_image, read_info_from_image."""
+image_grid, resize_image, read_info_from_image, split_grid/combine_grid (tiles)."""
 
 from __future__ import annotations
 
@@ -10,22 +10,28 @@ from PIL import Image
 
 from modules.extension_host.facade import current
 from modules.generation import image_io
-from modules.generation.filename_pattern import FilenameContext
+from modules.generation.filename_pattern import FilenameContext, Sanitizer
 from modules.generation.grid_legend import GridAnnotation, draw_grid_annotations, draw_prompt_matrix
 from modules.generation.masking import resize_image as _resize_image
 from modules.generation.saving import SavingOptions, next_sequence_number
 from modules.generation.saving import image_grid as _image_grid
 from modules.generation.saving import save_image as _save_image
+from modules.generation.tile_grid import Grid, combine_grid, split_grid
 
 __all__ = [
+    "Grid",
     "GridAnnotation",
+    "combine_grid",
     "draw_grid_annotations",
     "draw_prompt_matrix",
+    "flatten",
     "get_next_sequence_number",
     "image_grid",
     "read_info_from_image",
     "resize_image",
+    "sanitize_filename_part",
     "save_image",
+    "split_grid",
 ]
 
 
@@ -121,3 +127,19 @@ def read_info_from_image(image: Image.Image) -> tuple[str | None, dict[str, Any]
 
 def get_next_sequence_number(path: str, basename: str) -> int:
     return next_sequence_number(Path(path), basename)
+
+
+def flatten(img: Image.Image, bgcolor: str) -> Image.Image:
+    """An RGB image: transparent parts painted with `bgcolor` (A1111)."""
+    if img.mode == "RGBA":
+        background = Image.new("RGBA", img.size, bgcolor)
+        background.paste(img, mask=img)
+        img = background
+    return img.convert("RGB")
+
+
+def sanitize_filename_part(text: str | None, replace_spaces: bool = True) -> str | None:
+    """`text` made safe inside a file name (the app's --filenames-max-length rules)."""
+    args = current().services.args
+    sanitizer = Sanitizer(max_length=args.filenames_max_length, unix=bool(args.unix_filenames_sanitization))
+    return sanitizer(text, replace_spaces)

@@ -10,15 +10,22 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from modules.extension_host.facade import current
+from modules.core.options import coerce_value
+from modules.extension_host.facade import Lazy, current
 from modules.generation import infotext as _infotext
 
 __all__ = [
+    "ParamBinding",
+    "bind_buttons",
+    "create_buttons",
+    "create_override_settings_dict",
     "PasteField",
     "add_paste_fields",
     "get_override_settings",
     "parse_generation_parameters",
     "quote",
+    "register_paste_params_button",
+    "registered_param_bindings",
     "unquote",
 ]
 
@@ -80,7 +87,55 @@ def add_paste_fields(tabname: str, init_img: Any, fields: Any, override_settings
 
 
 def register_paste_params_button(binding: ParamBinding) -> None:
+    """Record a "send to <tab>" binding on the app (A1111's registered_param_bindings)."""
     current().paste_bindings.append(binding)
+
+
+registered_param_bindings = Lazy(lambda: current().paste_bindings)
+
+
+def create_buttons(tabs_list: Iterable[str]) -> dict[str, Any]:
+    """A "Send to <tab>" button per tab (A1111 ids: <tab>_tab)."""
+    import gradio as gr
+
+    buttons = {}
+    for tab in tabs_list:
+        name = "Extras" if tab == "extras" else tab
+        buttons[tab] = gr.Button(f"Send to {name}", elem_id=f"{tab}_tab")
+    return buttons
+
+
+def bind_buttons(buttons: dict[str, Any], send_image: Any, send_generate_info: Any) -> None:
+    """Old API: one ParamBinding per button (source text from a component, or another tab's)."""
+    for tabname, button in buttons.items():
+        text = send_generate_info if not isinstance(send_generate_info, str) else None
+        source_tab = send_generate_info if isinstance(send_generate_info, str) else None
+        register_paste_params_button(
+            ParamBinding(
+                button,
+                tabname,
+                source_text_component=text,
+                source_image_component=send_image,
+                source_tabname=source_tab,
+            )
+        )
+
+
+def create_override_settings_dict(text_pairs: Iterable[str]) -> dict[str, Any]:
+    """["Clip skip: 2", ...] -> {"CLIP_stop_at_last_layers": 2, ...} for the settings that have an
+    infotext label (values converted to the setting's type)."""
+    params = {}
+    for pair in text_pairs:
+        key, _, value = pair.partition(":")
+        params[key.strip()] = value.strip()
+    options = current().services.registry.options
+    out: dict[str, Any] = {}
+    for _label, key, value in get_override_settings(params):
+        try:
+            out[key] = coerce_value(options[key], value, check_choices=False)
+        except (TypeError, ValueError):
+            continue  # A1111 skips values that do not convert too
+    return out
 
 
 def get_override_settings(

@@ -7,22 +7,29 @@ img2img jobs, and calling the classes builds a new `p` through the generation se
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+import torch
+from PIL import Image
 
 from modules.extension_host.compat_processing import Processed, fix_seed
 from modules.extension_host.facade import current
 from modules.generation.processing import Processing
-from modules.generation.rng import get_fixed_seed
+from modules.generation.rng import ImageRNG, get_fixed_seed
 
 __all__ = [
     "Processed",
     "StableDiffusionProcessing",
     "StableDiffusionProcessingImg2Img",
     "StableDiffusionProcessingTxt2Img",
+    "create_binary_mask",
     "create_infotext",
+    "create_random_tensors",
     "fix_seed",
     "get_fixed_seed",
     "process_images",
+    "process_images_inner",
 ]
 
 opt_C = 4
@@ -82,3 +89,44 @@ def create_infotext(
     if use_main_prompt:
         index = 0
     return host.services.generation.infotext(p, model, index)
+
+
+def process_images_inner(p: Processing) -> Processed:
+    """A1111 splits process_images (settings overrides) from this inner loop; here one call does
+    both, so this is process_images. Replacing this name does not change what process_images runs."""
+    return process_images(p)
+
+
+def create_binary_mask(image: Image.Image, round: bool = True) -> Image.Image:
+    """An L-mode mask: the alpha channel of a transparent RGBA image, else its grey levels;
+    `round` thresholds at 128 (A1111)."""
+    if image.mode == "RGBA" and image.getextrema()[-1] != (255, 255):
+        image = image.split()[-1].convert("L")
+        return image.point(lambda x: 255 if x > 128 else 0) if round else image
+    return image.convert("L")
+
+
+def create_random_tensors(
+    shape: Sequence[int],
+    seeds: Sequence[int],
+    subseeds: Sequence[int] | None = None,
+    subseed_strength: float = 0.0,
+    seed_resize_from_h: int = 0,
+    seed_resize_from_w: int = 0,
+    p: Any = None,
+) -> torch.Tensor:
+    """Initial noise for a batch, one image per seed, with variation seeds (our ImageRNG, the
+    app's noise source setting)."""
+    host = current()
+    source = str(host.services.options.get("randn_source"))
+    rng = ImageRNG(
+        shape,
+        seeds,
+        subseeds=subseeds,
+        subseed_strength=subseed_strength,
+        seed_resize_from_h=seed_resize_from_h,
+        seed_resize_from_w=seed_resize_from_w,
+        source=source,
+        device=host.services.policy.rng_device,
+    )
+    return rng.first().to(host.services.policy.device)

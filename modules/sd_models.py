@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 from pathlib import Path
 from typing import Any
 
 from modules.extension_host.compat_runtime import CheckpointInfoView, SdModelView
 from modules.extension_host.facade import current
 from modules.models.hashes import legacy_model_hash
+from modules.models.identify import read_safetensors_header
+from modules.models.safe_load import load_state_dict
 
 __all__ = [
     "CheckpointInfo",
+    "checkpoint_tiles",
+    "read_metadata_from_safetensors",
+    "read_state_dict",
     "get_closet_checkpoint_match",
     "list_models",
     "load_model",
@@ -30,6 +37,11 @@ def __getattr__(name: str) -> Any:
         return {a: CheckpointInfoView(c) for c in current().services.models.list_checkpoints() for a in c.aliases}
     if name == "model_data":
         return _ModelData()
+    if name == "model_path":
+        return str(current().services.paths.ckpt_dir)
+    if name == "checkpoints_loaded":
+        active = current().services.models.active
+        return {CheckpointInfoView(active.checkpoint): None} if active is not None else {}
     raise AttributeError(f"module 'modules.sd_models' has no attribute {name!r}")
 
 
@@ -93,3 +105,33 @@ def unload_model_weights(sd_model: Any = None, info: Any = None) -> None:
 
 def model_hash(filename: str) -> str:
     return legacy_model_hash(Path(filename))
+
+
+def checkpoint_tiles(use_short: bool = False) -> list[str]:
+    """Checkpoint titles in natural order (`use_short`: name without folder and extension + hash)."""
+    from modules.shared import natural_sort_key
+
+    models = current().services.models.list_checkpoints()
+    titles = [c.short_title if use_short else c.title for c in models]
+    return sorted(titles, key=natural_sort_key)
+
+
+def read_metadata_from_safetensors(filename: str) -> dict[str, Any]:
+    """The `__metadata__` of a .safetensors file; JSON-looking values are decoded (A1111)."""
+    raw = read_safetensors_header(Path(filename)).get("__metadata__") or {}
+    result: dict[str, Any] = {}
+    for key, value in raw.items():
+        if isinstance(value, str) and value[:1] == "{":
+            with contextlib.suppress(ValueError):
+                value = json.loads(value)
+        result[key] = value
+    return result
+
+
+def read_state_dict(
+    checkpoint_file: str, print_global_state: bool = False, map_location: str | None = None
+) -> dict[str, Any]:
+    """Tensors of a checkpoint (.safetensors, or a pickle through the safe loader unless
+    --disable-safe-unpickle), unwrapped from `state_dict` as A1111 does."""
+    safe = not getattr(current().services.args, "disable_safe_unpickle", False)
+    return load_state_dict(Path(checkpoint_file), safe=safe, device=map_location or "cpu")

@@ -19,6 +19,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
@@ -34,6 +35,8 @@ from modules.api.files import add_file_routes, allowed_roots
 from modules.api.login import AuthMiddleware, add_login_routes
 from modules.api.proxies import ProxyHeadersMiddleware, TrustedProxies
 from modules.api.security import HostPolicy, OriginPolicy, SecurityMiddleware
+from modules.core.paths import REPO_ROOT, Paths
+from modules.extension_host.preload import BUILTIN_DIR
 from modules.services import Services
 
 if TYPE_CHECKING:
@@ -130,6 +133,12 @@ def _ui_login_by_us(app: FastAPI) -> None:
             gradio_app.get_blocks().auth = None  # type: ignore[union-attr]
 
 
+def extension_file_roots(paths: Paths) -> list[Path]:
+    """What /file= shares besides outputs (A1111): installed extensions' folders (user and
+    built-in) and the temp folders extensions write for their JavaScript (`tmp/`)."""
+    return [paths.extensions_dir, BUILTIN_DIR, REPO_ROOT / "tmp", paths.data_dir / "tmp"]
+
+
 def build_app(
     services: Services,
     *,
@@ -161,7 +170,8 @@ def build_app(
         return {"user": user, "admin": services.access.is_admin(user)}
 
     paths = services.paths
-    add_file_routes(app, paths.data_dir, allowed_roots(paths.outputs_dir, args.gradio_allowed_path or []))
+    shared = [*(args.gradio_allowed_path or []), *extension_file_roots(paths)]
+    add_file_routes(app, (paths.data_dir, REPO_ROOT), allowed_roots(paths.outputs_dir, shared))
     if extension_host is not None:
         from modules.extension_host.api import register_extension_routes
 

@@ -6,19 +6,26 @@ No state lives here: every name resolves through modules.extension_host.facade t
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from modules.core.paths import REPO_ROOT
+from modules.extension_host import compat_lists
 from modules.extension_host.compat_options import OptionHTML, OptionInfo, OptionsTemplates, options_section
+from modules.extension_host.compat_runtime import StateView as State
 from modules.extension_host.facade import Lazy, current
 from modules.extension_host.host import ExtensionHost
+from modules.generation.latents import LATENT_UPSCALE_MODES
 
 __all__ = [
     "OptionHTML",
     "OptionInfo",
+    "State",
+    "list_checkpoint_tiles",
     "cmd_opts",
     "listfiles",
     "natural_sort_key",
@@ -39,6 +46,10 @@ prompt_styles = Lazy(lambda: current().services.generation.styles)
 settings_components = Lazy(lambda: current().settings_components)
 
 script_path = str(REPO_ROOT)
+log = logging.getLogger("extensions")
+progress_print_out = sys.stdout
+latent_upscale_default_mode = "Latent"
+latent_upscale_modes = {name: {"mode": mode, "antialias": aa} for name, (mode, aa) in LATENT_UPSCALE_MODES.items()}
 parallel_processing_allowed = True
 xformers_available = False
 batch_cond_uncond = True
@@ -50,10 +61,12 @@ _DYNAMIC: dict[str, Callable[[ExtensionHost], Any]] = {
     "demo": lambda h: h.demo,
     "data_path": lambda h: str(h.services.paths.data_dir),
     "models_path": lambda h: str(h.services.paths.models_dir),
-    "sd_upscalers": lambda h: [],
-    "face_restorers": lambda h: [],
-    "hypernetworks": lambda h: {},
+    "sd_upscalers": lambda h: compat_lists.sd_upscalers(h.services.upscalers),
+    "face_restorers": lambda h: compat_lists.face_restorers(h.services),
+    "hypernetworks": lambda h: compat_lists.hypernetworks(h.services),
     "loaded_hypernetworks": lambda h: [],
+    "mem_mon": lambda h: h.mem_mon,
+    "hide_dirs": lambda h: {"visible": not h.services.args.hide_ui_dir_config},
     "config_filename": lambda h: str(h.services.paths.config_file),
     "styles_filename": lambda h: [str(p) for p in h.services.paths.styles_files],
 }
@@ -108,3 +121,9 @@ def refresh_checkpoints() -> None:
 
 def reload_gradio_theme(theme_name: str | None = None) -> None:
     pass
+
+
+def list_checkpoint_tiles(use_short: bool = False) -> list[str]:
+    from modules.sd_models import checkpoint_tiles
+
+    return checkpoint_tiles(use_short)

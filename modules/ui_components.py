@@ -1,7 +1,8 @@
 """A1111's `modules.ui_components` for extensions, on Gradio 6.
 
-Subclasses keep Gradio's front-end component (`get_block_name`), so they render as the
-component they extend. `InputAccordion` is a checkbox (its value is what scripts receive) shown
+Subclasses keep Gradio's front-end component (`get_block_name`) and its props (`get_config` reads
+them from the Gradio class's `__init__` signature, which `*args, **kwargs` here would hide), so
+they render as the component they extend, label and value included. `InputAccordion` is a checkbox (its value is what scripts receive) shown
 as the first row of an accordion; `with InputAccordion(False, label="X") as enabled:` puts the
 body into the accordion and yields the checkbox, as in A1111.
 """
@@ -13,6 +14,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import gradio as gr
+
+from modules.extension_host.gradio_compat import with_gradio_props
 
 __all__ = [
     "DropdownEditable",
@@ -44,13 +47,20 @@ def _without_stub_files() -> Iterator[None]:
 
 with _without_stub_files():
 
+    class _GradioProps:
+        """First base of each class here: the props are those of the Gradio component extended."""
+
+        def get_config(self, cls: Any = None) -> dict[str, Any]:
+            own = super().get_config(cls) if cls is not None else super().get_config()  # type: ignore[misc]
+            return with_gradio_props(self, own)
+
     class FormComponent:
         webui_do_not_create_gradio_pyi_thank_you = True
 
         def get_expected_parent(self) -> Any:
             return gr.components.Form
 
-    class ToolButton(gr.Button, FormComponent):
+    class ToolButton(_GradioProps, gr.Button, FormComponent):
         """Small button with a single emoji as text, fits inside gradio forms."""
 
         def __init__(self, *args: Any, **kwargs: Any):
@@ -60,7 +70,7 @@ with _without_stub_files():
         def get_block_name(self) -> str:
             return "button"
 
-    class ResizeHandleRow(gr.Row):
+    class ResizeHandleRow(_GradioProps, gr.Row):
         def __init__(self, **kwargs: Any):
             super().__init__(**kwargs)
             self.elem_classes = [*(self.elem_classes or []), "resize-handle-row"]
@@ -68,41 +78,41 @@ with _without_stub_files():
         def get_block_name(self) -> str:
             return "row"
 
-    class FormRow(gr.Row, FormComponent):
+    class FormRow(_GradioProps, gr.Row, FormComponent):
         def get_block_name(self) -> str:
             return "row"
 
-    class FormColumn(gr.Column, FormComponent):
+    class FormColumn(_GradioProps, gr.Column, FormComponent):
         def get_block_name(self) -> str:
             return "column"
 
-    class FormGroup(gr.Group, FormComponent):
+    class FormGroup(_GradioProps, gr.Group, FormComponent):
         def get_block_name(self) -> str:
             return "group"
 
-    class FormHTML(gr.HTML, FormComponent):
+    class FormHTML(_GradioProps, gr.HTML, FormComponent):
         def get_block_name(self) -> str:
             return "html"
 
-    class FormColorPicker(gr.ColorPicker, FormComponent):
+    class FormColorPicker(_GradioProps, gr.ColorPicker, FormComponent):
         def get_block_name(self) -> str:
             return "colorpicker"
 
-    class DropdownMulti(gr.Dropdown, FormComponent):
+    class DropdownMulti(_GradioProps, gr.Dropdown, FormComponent):
         def __init__(self, **kwargs: Any):
             super().__init__(multiselect=True, **kwargs)
 
         def get_block_name(self) -> str:
             return "dropdown"
 
-    class DropdownEditable(gr.Dropdown, FormComponent):
+    class DropdownEditable(_GradioProps, gr.Dropdown, FormComponent):
         def __init__(self, **kwargs: Any):
             super().__init__(allow_custom_value=True, **kwargs)
 
         def get_block_name(self) -> str:
             return "dropdown"
 
-    class InputAccordion(gr.Checkbox):
+    class InputAccordion(_GradioProps, gr.Checkbox):
         """A checkbox that opens an accordion: the checkbox value is the script argument.
 
         The checkbox's elem_id is `<elem_id>-checkbox` (A1111), the accordion's `<elem_id>`."""

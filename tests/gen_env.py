@@ -53,7 +53,8 @@ class GenEnv:
         return self.service.img2img(req, JobControl(), init_images=images, mask=mask)
 
 
-def make_env(root: Path, tiny: TinyModelFiles) -> GenEnv:
+def make_env(root: Path, tiny: TinyModelFiles, policy: DevicePolicy | None = None) -> GenEnv:
+    """`policy`: e.g. a half-precision VAE on the CPU (tests of the NaN fallbacks); fp32 CPU by default."""
     paths = models_home(root)
     for family in ("sd1", "sdxl", "sd1-inpaint", "sdxl-refiner"):
         link_into(paths.ckpt_dir, tiny.checkpoint(family))
@@ -61,7 +62,7 @@ def make_env(root: Path, tiny: TinyModelFiles) -> GenEnv:
     options.set("sd_checkpoint_cache", 3)
     options.set("samples_save", False)
     options.set("grid_save", False)
-    models = build_model_manager(paths, DevicePolicy.cpu(), options, builtin=False)
+    models = build_model_manager(paths, policy or DevicePolicy.cpu(), options, builtin=False)
     service = build_generation_service(models=models, options=options, paths=paths, device=torch.device("cpu"))
     return GenEnv(root, options, models, service)
 

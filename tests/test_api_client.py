@@ -79,3 +79,12 @@ def test_options_and_model_listing(api: Any) -> None:
     assert api.get_progress()["progress"] == 0
     assert api.get_cmd_flags()["nowebui"] is True
     assert api.get_memory()["ram"]["total"] > 0
+
+
+def test_set_options_with_a1111_ui_settings(api: Any) -> None:
+    """webuiapi's set_options with settings that only steer A1111's UI (were 'unknown setting')."""
+    api.set_options({"send_seed": False, "send_size": False})
+    options = api.get_options()
+    assert options["send_seed"] is False and options["send_size"] is False
+    api.set_options({"send_seed": True, "send_size": True})
+    assert api.get_options()["send_seed"] is True

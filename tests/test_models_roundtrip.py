@@ -130,7 +130,6 @@ def test_numeric_v_check_follows_a1111(factor: float, is_v: bool) -> None:
     ("mode", "sdxl_only", "expected"),
     [
         (VramMode.MEDVRAM, False, "enable_model_cpu_offload"),
-        (VramMode.LOWVRAM, False, "enable_sequential_cpu_offload"),
         (VramMode.NORMAL, True, "to"),
     ],
 )

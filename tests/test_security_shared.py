@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 
 from modules.api.proxies import TrustedProxies
-from modules.core.options import Options
+from modules.core.options import OptionError, Options, SettingsNotSaved, coerce_value
 from modules.extension_host import facade
 from modules.extension_host.index import MAX_INDEX_BYTES
 from modules.generation import saving
@@ -541,9 +541,23 @@ def test_options_update_is_all_or_nothing(tmp_path: Path) -> None:
     assert options.get("CLIP_stop_at_last_layers") == 1 and not (tmp_path / "config.json").exists()
     assert options.update({"CLIP_stop_at_last_layers": 2}) == ["CLIP_stop_at_last_layers"]
     assert json.loads((tmp_path / "config.json").read_text()) == {"CLIP_stop_at_last_layers": 2}
+    with pytest.raises(OptionError, match="not a listed VAE"):  # every validation path runs the resolver
+        coerce_value(options.registry["sd_vae"], "/etc/passwd")
+
+
+def test_a_failed_save_rolls_the_running_values_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from modules.core.shared_options import core_registry
+
+    options = Options(core_registry(), tmp_path / "config.json")
+    options.update({"samples_format": "webp"})
+    options.set("samples_format", "jpg")  # the set-then-save pattern of older callers
+    options.set("CLIP_stop_at_last_layers", 3)
+    monkeypatch.setattr("modules.core.options.atomic_write_text", _disk_full)
+    with pytest.raises(SettingsNotSaved, match="unchanged.*No space left"):
+        options.save()
+    assert options.get("samples_format") == "webp" and options.get("CLIP_stop_at_last_layers") == 1
+    assert json.loads((tmp_path / "config.json").read_text()) == {"samples_format": "webp"}
 
 
 def _refuse(value: Any) -> Any:
-    from modules.core.options import OptionError
-
     raise OptionError(f"setting 'sd_vae': {value!r} is not a listed VAE")

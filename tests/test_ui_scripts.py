@@ -104,7 +104,7 @@ def _script_index(built: BuiltUi, tab: str, title: str) -> int:
 
 def _paste(demo: Any, tab: str, text: str) -> dict[str, Any]:
     """The ↙ button with `text` in the prompt box: {elem_id: pasted value}."""
-    fn = _handler(demo, "paste" if tab == "txt2img" else f"{tab}_paste")
+    fn = _handler(demo, f"{tab}_paste")
     updates = fn.fn(text)
     assert set(updates) <= set(fn.outputs), "an update for a component that is not an output"
     return {c.elem_id: u.get("value") for c, u in updates.items() if isinstance(u, dict) and "value" in u}

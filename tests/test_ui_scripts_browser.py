@@ -17,15 +17,15 @@ from modules.generation.image_io import read_info_from_image
 from tests.fixtures_models import TinyModelFiles
 from tests.ui_harness import (
     ARTIFACTS,
+    UI_LOADED_TIMEOUT_MS,
     LiveServer,
     checked_page,
     chromium,
-    free_port,
     prepare_data_dir,
     require_browser,
     select_dropdown,
-    serve,
     set_number,
+    start_with_extensions,
 )
 
 pytestmark = [pytest.mark.browser]
@@ -34,28 +34,6 @@ FIXTURES = Path(__file__).parent / "extensions_fixtures"
 INSTALLED = ("toy-ui", "toy-prompts", "toy-selectable", "toy-postprocess")
 DISABLED = "toy-postprocess"
 SD1, SDXL = "tiny-sd1", "tiny-sdxl"
-
-
-def _start_with_extensions(data_dir: Path) -> LiveServer:
-    """What webui.py does: preload flags, bind the extension host, build the app, serve it."""
-
-    from modules.app.bootstrap import build_services
-    from modules.core.cmd_args import parse_args
-    from modules.core.devices import DevicePolicy
-    from modules.extension_host import facade
-    from modules.extension_host.preload import collect_preload_hooks
-    from modules.server import build_app
-
-    port = free_port()
-    preload = collect_preload_hooks(data_dir)
-    args = parse_args(["--data-dir", str(data_dir), "--port", str(port)], preload_hooks=preload.hooks)
-    services = build_services(args, policy=DevicePolicy.cpu())
-    for key, value in {"sd_model_checkpoint": SD1, "live_previews_enable": False}.items():
-        services.options.set(key, value)
-    host = facade.bind(
-        services, run_installers=False, builtin_dir=data_dir / "no-builtins", core_scripts_dir=None, preload=preload
-    )
-    return serve(build_app(services, extension_host=host), services, port)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +45,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModelFiles) 
     for name in INSTALLED:
         shutil.copytree(FIXTURES / name, data / "extensions" / name)
     (data / "config.json").write_text(json.dumps({"disabled_extensions": [DISABLED]}))
-    server = _start_with_extensions(data)
+    server = start_with_extensions(data, {"sd_model_checkpoint": SD1, "live_previews_enable": False})
     try:
         yield server
     finally:
@@ -187,9 +165,9 @@ def test_refiner_accordion_switches_models_and_pastes_back(page: Any, live: Live
         live.services.options.set("sd_model_checkpoint", SD1)
     assert f"Model: {SDXL}, Refiner: {SDXL}-refiner" in info and "Refiner switch at: 0.5" in info
     page.reload(wait_until="load")
-    page.wait_for_function("() => window.__uiLoadedFired === true", timeout=30000)
+    page.wait_for_function("() => window.__uiLoadedFired === true", timeout=UI_LOADED_TIMEOUT_MS)
     page.locator("#txt2img_prompt textarea").fill(info.strip())
-    page.locator("#paste").click()  # the accordion opens by itself once the checkbox turns on
+    page.locator("#txt2img_paste").click()  # the accordion opens by itself once the checkbox turns on
     page.wait_for_function(
         "() => document.querySelector('#txt2img_enable-checkbox input')?.checked === true", timeout=10000
     )

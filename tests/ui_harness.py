@@ -30,6 +30,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
+UI_LOADED_TIMEOUT_MS = 180000
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "ui"
 
 
@@ -137,9 +138,32 @@ def open_page(context: Any, url: str, errors: list[str]) -> Any:
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(url, wait_until="load")
-    page.wait_for_selector("#txt2img_prompt textarea", timeout=30000)
-    page.wait_for_function("() => window.__uiLoadedFired === true", timeout=30000)  # onUiLoaded ran
+    page.wait_for_selector("#txt2img_prompt textarea", state="attached", timeout=UI_LOADED_TIMEOUT_MS)
+    # onUiLoaded ran (after every tab was drawn once: slow on a busy machine)
+    page.wait_for_function("() => window.__uiLoadedFired === true", timeout=UI_LOADED_TIMEOUT_MS)
     return page
+
+
+def start_with_extensions(data_dir: Path, options: dict[str, Any]) -> LiveServer:
+    """What webui.py does with the extensions in data_dir/extensions: preload flags, bind the
+    extension host (no installers, no built-ins), build the app, serve it; `options` set first."""
+    from modules.app.bootstrap import build_services
+    from modules.core.cmd_args import parse_args
+    from modules.core.devices import DevicePolicy
+    from modules.extension_host import facade
+    from modules.extension_host.preload import collect_preload_hooks
+    from modules.server import build_app
+
+    port = free_port()
+    preload = collect_preload_hooks(data_dir)
+    args = parse_args(["--data-dir", str(data_dir), "--port", str(port)], preload_hooks=preload.hooks)
+    services = build_services(args, policy=DevicePolicy.cpu())
+    for key, value in options.items():
+        services.options.set(key, value)
+    host = facade.bind(
+        services, run_installers=False, builtin_dir=data_dir / "no-builtins", core_scripts_dir=None, preload=preload
+    )
+    return serve(build_app(services, extension_host=host), services, port)
 
 
 def require_browser() -> None:

@@ -20,11 +20,12 @@ from modules.access.limits import LimitExceeded
 from modules.access.policy import AccessDenied
 from modules.api.url_inputs import UrlInputError
 from modules.core.jobs import JobInterrupted, JobNotFound, QueueFull
-from modules.core.options import OptionError
+from modules.core.options import OptionError, SettingsNotSaved
 from modules.core.users import AuthConfigError
 from modules.generation.image_io import ImageDecodeError
 from modules.generation.masking import MaskError
 from modules.generation.samplers import UnknownSamplerError, UnknownSchedulerError
+from modules.interrogate.service import InterrogatorUnavailable, UnknownInterrogator
 from modules.models.errors import ModelError, ModelNotFound
 from modules.postprocessing import FaceRestorationUnavailable, UpscalerError
 from modules.workflows.runner import describe, is_out_of_memory
@@ -69,9 +70,12 @@ STATUS_BY_TYPE: tuple[tuple[type[BaseException], int], ...] = (
     (ImageDecodeError, 400),
     (MaskError, 400),
     (OptionError, 400),
+    (SettingsNotSaved, 507),
     (ModelError, 400),
     (UpscalerError, 400),
     (FaceRestorationUnavailable, 400),
+    (InterrogatorUnavailable, 400),
+    (UnknownInterrogator, 404),
     (AuthConfigError, 400),
     (ValidationError, 422),
     (ValueError, 400),

@@ -24,6 +24,8 @@ from modules.api.schemas import (
     ExtrasSingleImageRequest,
     ExtrasSingleImageResponse,
     ImageToImageResponse,
+    InterrogateRequest,
+    InterrogateResponse,
     PNGInfoRequest,
     PNGInfoResponse,
     TextToImageResponse,
@@ -34,6 +36,7 @@ from modules.generation.infotext import parse_generation_parameters
 from modules.generation.infotext_fields import infotext_to_request_fields
 from modules.generation.processing import GenerationResult
 from modules.generation.requests import GenerationRequest, Img2ImgRequest, Txt2ImgRequest
+from modules.interrogate.service import INTERROGATORS, InterrogationService
 from modules.postprocessing import ExtrasParams, ExtrasResult, run_extras
 from modules.workflows.generate import check_generation_request
 from modules.workflows.runner import JobKind
@@ -180,6 +183,17 @@ def add_generation_routes(router: APIRouter, ctx: ApiContext) -> None:
         )
         info = results[0][1].infotext if results else ""
         return ExtrasBatchImagesResponse(html_info=plaintext_to_html(info), images=encoded)
+
+    @router.post("/interrogate", response_model=InterrogateResponse, responses=ERRORS)
+    async def interrogateapi(req: InterrogateRequest, request: Request) -> InterrogateResponse:
+        if not req.image:
+            raise ApiError(404, "Image not found", "HTTPException")
+        if req.model not in INTERROGATORS:
+            raise ApiError(404, "Model not found", "HTTPException")
+        image = await run_in_threadpool(load_image_input, req.image, ctx.url_policy)
+        service = InterrogationService(ctx.services.models, ctx.services.paths, ctx.services.options)
+        job = ctx.submit(request, "interrogate", lambda _: service.interrogate(image.convert("RGB"), req.model))
+        return InterrogateResponse(caption=await wait_for(job))
 
     @router.post("/png-info", response_model=PNGInfoResponse, responses=ERRORS)
     async def pnginfoapi(req: PNGInfoRequest) -> PNGInfoResponse:

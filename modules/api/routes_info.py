@@ -70,12 +70,7 @@ def add_settings_routes(router: APIRouter, ctx: ApiContext) -> None:
         job = settings.load_checkpoint(change)  # load first; stored only once it loaded
         if job is not None:
             await ctx.runner.wait(job)
-        try:
-            settings.store(change)
-        except OSError as exc:
-            raise ApiError(
-                507, f"settings unchanged: saving them failed ({exc.strerror or exc})", "SaveFailed"
-            ) from None
+        settings.store(change)  # all or nothing; a failed write: SettingsNotSaved (507)
 
     @router.get("/cmd-flags", response_model=dict[str, Any])
     async def get_cmd_flags() -> dict[str, Any]:

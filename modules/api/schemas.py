@@ -73,6 +73,15 @@ class PNGInfoRequest(BaseModel):
     image: str = Field(description="The base64 encoded PNG image")
 
 
+class InterrogateRequest(BaseModel):
+    image: str = Field(default="", description="Image to work on, must be a Base64 string containing the image's data.")
+    model: str = Field(default="clip", description="The interrogate model used: clip or deepdanbooru.")
+
+
+class InterrogateResponse(BaseModel):
+    caption: str = Field(default="", description="The generated caption for the image.")
+
+
 class PNGInfoResponse(BaseModel):
     info: str = Field(description="Generation info, as a string")
     items: dict[str, Any] = Field(description="Other info items in the image")

@@ -32,7 +32,7 @@ from modules.generation.speed.settings import speed_options
 from modules.generation.styles import StyleDatabase
 from modules.models.builtin_checkpoints import builtin_checkpoints
 from modules.models.hashes import HashCache
-from modules.models.manager import ModelManager
+from modules.models.manager import MemoryBudget, ModelManager
 from modules.models.setting_refs import register_model_references
 from modules.networks.activation import NetworkActivator
 from modules.networks.catalogue import NetworkCatalogue
@@ -95,6 +95,10 @@ def build_model_manager(
         safe_unpickle=safe_unpickle,
         cache_size=lambda: int(options.get("sd_checkpoint_cache")),
         builtin_checkpoints=builtin_checkpoints() if builtin else (),
+        budget=lambda: MemoryBudget.from_settings(
+            policy, int(options.get("sd_checkpoint_cache_ram_mb")), int(options.get("sd_checkpoint_cache_vram_mb"))
+        ),
+        fp8_storage=lambda: str(options.get("fp8_storage")),
     )
     models.refresh()
     register_model_references(options, models)  # model settings name listed files only

@@ -123,7 +123,12 @@ def _add_devices(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lowram", action="store_true")
     g.add_argument("--no-half", action="store_true", help="keep weights in fp32")
     g.add_argument("--no-half-vae", action="store_true", help="keep the VAE in fp32")
-    g.add_argument("--precision", choices=("full", "half", "autocast"), default="autocast")
+    g.add_argument(
+        "--precision",
+        choices=("full", "half", "autocast", "bf16"),
+        default="autocast",
+        help="full = fp32; half/autocast = fp16 on CUDA/MPS; bf16 = bfloat16 where the GPU has it (fp16 otherwise)",
+    )
     g.add_argument("--upcast-sampling", action="store_true")
     g.add_argument("--use-cpu", nargs="+", default=[], help="'all' or modules to run on the CPU")
     g.add_argument("--device-id", default=None)

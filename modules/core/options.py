@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ class OptionInfo:
     restrict_api: bool = False
     comment: str = ""
     hidden: bool = False
+    resolver: Resolver | None = None  # set by the composition root (OptionsRegistry.add_resolver)
 
     def choice_list(self) -> list[Any] | None:
         if self.choices is None:
@@ -56,6 +57,11 @@ class OptionInfo:
 
 class OptionError(ValueError):
     """A value that does not fit its option; the message names the key and what is allowed."""
+
+
+class SettingsNotSaved(OSError):
+    """config.json could not be written (full or read-only disk): the running settings are those
+    of the last successful write, so what runs is what a restart would load."""
 
 
 @dataclass
@@ -68,6 +74,10 @@ class OptionsRegistry:
     def extend(self, infos: Sequence[OptionInfo]) -> None:
         for info in infos:
             self.add(info)
+
+    def add_resolver(self, key: str, resolver: Resolver) -> None:
+        """Check `key`'s values with `resolver` too, wherever they are validated (coerce_value)."""
+        self.options[key] = replace(self.options[key], resolver=resolver)
 
     def __contains__(self, key: object) -> bool:
         return key in self.options
@@ -131,6 +141,8 @@ def coerce_value(info: OptionInfo, value: Any, check_choices: bool = True) -> An
         bad = [v for v in value if v not in choices]
         if bad:
             raise OptionError(f"setting {info.key!r}: unknown entries {bad}; allowed {choices}")
+    if check_choices and info.resolver is not None:
+        value = info.resolver(value)
     return value
 
 
@@ -172,8 +184,8 @@ class Options:
         self._data: dict[str, Any] = {}
         self._lock = threading.RLock()
         self._listeners: dict[str, list[Callable[[], None]]] = {}
-        self._resolvers: dict[str, Resolver] = {}
         self.replaced: dict[str, str] = {}  # key -> why the stored value was replaced by the default
+        self._saved: dict[str, Any] = {}  # what config.json holds (last load or successful write)
 
     # --- reading -------------------------------------------------------------------------
     def get(self, key: str) -> Any:
@@ -206,15 +218,13 @@ class Options:
     # --- validation ----------------------------------------------------------------------
     def add_resolver(self, key: str, resolver: Resolver) -> None:
         """Check `key`'s values with `resolver` too (set, override_settings, stored values)."""
-        self._resolvers[key] = resolver
+        self.registry.add_resolver(key, resolver)
 
     def validate(self, key: str, value: Any) -> Any:
         """The value as it would be stored, or OptionError (type, range, choices, resolver)."""
         if key not in self.registry:
             raise OptionError(f"unknown setting {key!r}")
-        value = coerce_value(self.registry[key], value)
-        resolver = self._resolvers.get(key)
-        return resolver(value) if resolver is not None else value
+        return coerce_value(self.registry[key], value)
 
     def check_stored(self) -> dict[str, str]:
         """Replace stored values that are no longer valid (an older config.json, a deleted model)
@@ -238,6 +248,7 @@ class Options:
                 self.replaced[key] = str(exc)
                 with self._lock:
                     self._data.pop(key, None)
+                    self._saved.pop(key, None)  # a failed save must not bring it back
         return dict(self.replaced)
 
     # --- writing -------------------------------------------------------------------------
@@ -274,8 +285,7 @@ class Options:
             if not changed:
                 return []
             data = {**self._data, **{key: checked[key] for key in changed}}
-            if self.path is not None:
-                atomic_write_text(self.path, json.dumps(data, indent=4, ensure_ascii=False))
+            self._write(data)
             self._data = data
         for key in changed:
             for listener in self._listeners.get(key, []):
@@ -309,13 +319,36 @@ class Options:
             loaded[key] = value  # unknown keys kept (an extension not loaded now may own them)
         with self._lock:
             self._data = loaded
+            self._saved = dict(loaded)
 
     def save(self) -> None:
+        """Write config.json. When the write fails, values set since the last successful write
+        are rolled back (SettingsNotSaved): the running settings never differ from the file's."""
         if self.path is None:
             return
         with self._lock:
-            payload = json.dumps(self._data, indent=4, ensure_ascii=False)
-        atomic_write_text(self.path, payload)
+            try:
+                self._write(self._data)
+                return
+            except SettingsNotSaved as exc:
+                failure = exc
+                rolled_back = [k for k in {**self._data, **self._saved} if self._data.get(k) != self._saved.get(k)]
+                self._data = dict(self._saved)
+        for key in rolled_back:
+            for listener in self._listeners.get(key, []):
+                listener()
+        raise failure
+
+    def _write(self, data: dict[str, Any]) -> None:
+        """Write `data` to config.json atomically (caller holds the lock); remember it as saved."""
+        if self.path is not None:
+            try:
+                atomic_write_text(self.path, json.dumps(data, indent=4, ensure_ascii=False))
+            except OSError as exc:
+                raise SettingsNotSaved(
+                    f"settings unchanged: writing {self.path.name} failed ({exc.strerror or exc})"
+                ) from exc
+        self._saved = dict(data)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -7,6 +7,7 @@ composition root; extensions add theirs through `shared.opts.add_option`.
 from __future__ import annotations
 
 from modules.core.options import OptionInfo, OptionsRegistry
+from modules.core.shared_options_a1111 import A1111_ONLY_OPTIONS
 
 SAVING = ("saving-images", "Saving images/grids")
 PATHS = ("saving-paths", "Paths for saving")
@@ -20,6 +21,8 @@ SYSTEM = ("system", "System")
 UPSCALING = ("upscaling", "Upscaling")
 FACES = ("face-restoration", "Face restoration")
 TI = ("training", "Training")  # one section with modules.train.options
+INTERROGATE = ("interrogate", "Interrogate")
+EXTENSIONS = ("extensions", "Extensions")
 
 CORE_OPTIONS: tuple[OptionInfo, ...] = (
     # Saving
@@ -97,6 +100,31 @@ CORE_OPTIONS: tuple[OptionInfo, ...] = (
     ),
     OptionInfo("sd_checkpoint_cache", 0, "Checkpoints to cache in RAM", SD, "slider", minimum=0, maximum=10, step=1),
     OptionInfo(
+        "sd_checkpoint_cache_ram_mb",
+        0,
+        "Memory budget for cached checkpoints in RAM (MiB)",
+        SD,
+        "number",
+        minimum=0,
+        comment="0 = half of the machine's RAM; least recently used models are dropped first",
+    ),
+    OptionInfo(
+        "sd_checkpoint_cache_vram_mb",
+        0,
+        "Memory budget for models on the GPU (MiB)",
+        SD,
+        "number",
+        minimum=0,
+        comment="0 = 90% of the GPU's memory; over it, idle models go back to RAM and then --medvram offload is used",
+    ),
+    OptionInfo(
+        "upcast_attn",
+        False,
+        "Upcast cross attention layer to float32",
+        SD,
+        comment="for SD2 models that give NaNs or black images in half precision",
+    ),
+    OptionInfo(
         "CLIP_stop_at_last_layers", 1, "Clip skip", SD, "slider", minimum=1, maximum=12, step=1, infotext="Clip skip"
     ),
     OptionInfo(
@@ -172,6 +200,29 @@ CORE_OPTIONS: tuple[OptionInfo, ...] = (
     ),
     OptionInfo(
         "sd_vae_decode_method", "Full", "VAE type for decode", VAE, "radio", ("Full", "TAESD"), infotext="VAE Decoder"
+    ),
+    OptionInfo(
+        "auto_vae_precision_bfloat16",
+        False,
+        "Automatically convert VAE to bfloat16",
+        VAE,
+        comment="when the VAE produces NaNs; used before the 32-bit fallback below, where the device has bfloat16",
+    ),
+    OptionInfo(
+        "auto_vae_precision",
+        True,
+        "Automatically revert VAE to 32-bit floats",
+        VAE,
+        comment="when the VAE produces NaNs in half precision it decodes again in fp32; off: the job fails",
+    ),
+    OptionInfo(
+        "fp8_storage",
+        "Disable",
+        "FP8 weight",
+        ("optimizations", "Optimizations"),
+        "radio",
+        ("Disable", "Enable for SDXL", "Enable"),
+        comment="store the UNet's Linear/Conv weights in float8 (half the memory of fp16); computed in fp16/bf16",
     ),
     # Infotext
     OptionInfo("add_model_hash_to_info", True, "Add model hash to infotext", INFOTEXT),
@@ -386,6 +437,63 @@ CORE_OPTIONS: tuple[OptionInfo, ...] = (
     OptionInfo("memmon_poll_rate", 8, "VRAM usage polls per second during generation", SYSTEM, "number"),
     # Textual inversion
     OptionInfo("textual_inversion_add_hashes_to_infotext", True, "Add textual inversion hashes to infotext", TI),
+    # Extensions (A1111 keeps these even when no extension is installed; see modules.extension_host)
+    OptionInfo("disabled_extensions", [], "Disable these extensions", EXTENSIONS, "textbox", hidden=True),
+    OptionInfo(
+        "disable_all_extensions",
+        "none",
+        "Disable all extensions (preserves the list of disabled extensions)",
+        EXTENSIONS,
+        "radio",
+        ("none", "extra", "all"),
+        hidden=True,
+    ),
+    # Interrogate (modules.interrogate): A1111's keys; the BLIP/CLIP ones apply to models/BLIP captioners
+    OptionInfo("interrogate_keep_models_in_memory", False, "Keep models in memory between interrogations", INTERROGATE),
+    OptionInfo(
+        "interrogate_return_ranks", False, "Include ranks of model tags matches in results (booru)", INTERROGATE
+    ),
+    OptionInfo(
+        "interrogate_clip_num_beams", 1, "BLIP: num_beams", INTERROGATE, "slider", minimum=1, maximum=16, step=1
+    ),
+    OptionInfo(
+        "interrogate_clip_min_length",
+        24,
+        "BLIP: minimum description length",
+        INTERROGATE,
+        "slider",
+        minimum=1,
+        maximum=128,
+    ),
+    OptionInfo(
+        "interrogate_clip_max_length",
+        48,
+        "BLIP: maximum description length",
+        INTERROGATE,
+        "slider",
+        minimum=1,
+        maximum=256,
+    ),
+    OptionInfo(
+        "interrogate_clip_dict_limit", 1500, "CLIP: maximum number of lines in text file", INTERROGATE, "number"
+    ),
+    OptionInfo("interrogate_clip_skip_categories", [], "CLIP: skip inquire categories", INTERROGATE, "multiselect"),
+    OptionInfo(
+        "interrogate_deepbooru_score_threshold",
+        0.5,
+        "deepbooru: score threshold",
+        INTERROGATE,
+        "slider",
+        minimum=0,
+        maximum=1,
+        step=0.01,
+    ),
+    OptionInfo("deepbooru_sort_alpha", True, "deepbooru: sort tags alphabetically (else by score)", INTERROGATE),
+    OptionInfo("deepbooru_use_spaces", True, "deepbooru: use spaces in tags (else underscores)", INTERROGATE),
+    OptionInfo("deepbooru_escape", True, "deepbooru: escape (\\) brackets", INTERROGATE),
+    OptionInfo(
+        "deepbooru_filter_tags", "", "deepbooru: filter out those tags (separate by comma)", INTERROGATE, "textbox"
+    ),
 )
 
 
@@ -393,4 +501,5 @@ def core_registry() -> OptionsRegistry:
     """A registry holding the core options (fresh object each call: no shared mutable state)."""
     registry = OptionsRegistry()
     registry.extend(CORE_OPTIONS)
+    registry.extend([info for info in A1111_ONLY_OPTIONS if info.key not in registry])
     return registry

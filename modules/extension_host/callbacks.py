@@ -12,9 +12,11 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
+from modules.extension_host.gradio_compat import gradio3_calls
 from modules.extension_host.metadata import CallbackOrder, order_by_instructions
 from modules.extension_host.problems import ProblemLog
 from modules.generation.hooks import (
@@ -65,6 +67,10 @@ CATEGORIES = (
     "list_optimizers",
     "list_unets",
     "before_token_counter",
+)
+# Categories whose callbacks build Gradio UI: they run with Gradio 3 keywords accepted.
+UI_CATEGORIES = frozenset(
+    {"app_started", "ui_tabs", "ui_train_tabs", "ui_settings", "before_component", "after_component", "before_ui"}
 )
 
 
@@ -159,12 +165,16 @@ class CallbackRegistry:
 
     def run(self, category: str, *args: Any, **kwargs: Any) -> list[Any]:
         """Call every callback of `category`; failures are reported, results of the others returned."""
-        results = []
-        for entry in self.ordered(category):
-            try:
-                results.append(entry.callback(*args, **kwargs))
-            except Exception as exc:  # boundary: isolate extension code
-                self.problems.report(entry.extension, f"callback {category} ({entry.name})", exc)
+        results: list[Any] = []
+        entries = self.ordered(category)
+        if not entries:
+            return results
+        with gradio3_calls() if category in UI_CATEGORIES else nullcontext():
+            for entry in entries:
+                try:
+                    results.append(entry.callback(*args, **kwargs))
+                except Exception as exc:  # boundary: isolate extension code
+                    self.problems.report(entry.extension, f"callback {category} ({entry.name})", exc)
         return results
 
     # --- typed entry points (what the app calls) ------------------------------------------
@@ -179,7 +189,9 @@ class CallbackRegistry:
         tabs: list[tuple[Any, str, str]] = []
         for entry in self.ordered("ui_tabs"):
             try:
-                for item in entry.callback() or []:
+                with gradio3_calls():
+                    items = list(entry.callback() or [])
+                for item in items:
                     blocks, title, elem_id = item[0], str(item[1]), str(item[2])
                     tabs.append((blocks, title, elem_id))
             except Exception as exc:  # boundary

@@ -153,28 +153,34 @@ _IDLE: dict[str, Any] = {
 
 
 class CmdOptsView:
-    """`shared.cmd_opts`: the parsed flags (incl. preload.py ones) plus A1111's derived two."""
+    """`shared.cmd_opts`: the parsed flags (incl. preload.py ones) plus A1111's derived two.
 
-    __slots__ = ("_args",)
+    Folder flags left empty on the command line read as the folder in use (A1111 fills their
+    defaults, e.g. `cmd_opts.lora_dir` is models/Lora): `defaults(flag)` gives it."""
 
-    def __init__(self, args: argparse.Namespace):
+    __slots__ = ("_args", "_defaults")
+
+    def __init__(self, args: argparse.Namespace, defaults: Callable[[str], Any] | None = None):
         object.__setattr__(self, "_args", args)
+        object.__setattr__(self, "_defaults", defaults or (lambda flag: None))
 
     def __getattr__(self, name: str) -> Any:
         if name == "webui_is_non_local":
             return is_non_local(self._args)
         if name == "disable_extension_access":
             return is_non_local(self._args) and not getattr(self._args, "enable_insecure_extension_access", False)
-        try:
-            return getattr(self._args, name)
-        except AttributeError:
-            raise AttributeError(f"no command-line flag {name!r}") from None
+        value = getattr(self._args, name, None)
+        if value is None:
+            value = self._defaults(name)
+        if value is None and not hasattr(self._args, name):
+            raise AttributeError(f"no command-line flag {name!r}")
+        return value
 
     def __setattr__(self, name: str, value: Any) -> None:
         setattr(self._args, name, value)
 
     def __contains__(self, name: str) -> bool:
-        return hasattr(self._args, name)
+        return hasattr(self._args, name) or self._defaults(name) is not None
 
     def __repr__(self) -> str:
         return f"cmd_opts({vars(self._args)!r})"

@@ -9,8 +9,10 @@ facades (`modules.shared` & co.) are views onto the host bound by
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +22,10 @@ from modules.core.jobs import JobControl, running_control
 from modules.core.options import OptionInfo as CoreOptionInfo
 from modules.core.options import OptionsRegistry
 from modules.core.paths import REPO_ROOT
-from modules.extension_host import assets, index
+from modules.core.pip_policy import Skipped
+from modules.extension_host import assets, compat_lists, index
 from modules.extension_host.callbacks import CallbackRegistry
+from modules.extension_host.compat_cache import JsonCache, MemUsageMonitor
 from modules.extension_host.compat_options import OptsView
 from modules.extension_host.compat_processing import (
     Processed,
@@ -44,6 +48,7 @@ from modules.extension_host.discovery import (
 from modules.extension_host.extra_networks import ExtraNetworkRegistry
 from modules.extension_host.generation_hooks import connect_generation_events
 from modules.extension_host.gitops import ExtensionAccess, GitExtensions, GitInfo, InstallOutcome
+from modules.extension_host.gradio_compat import install_aliases
 from modules.extension_host.installer import Installer, InstallRun, InstallStamps, fingerprint, write_constraints
 from modules.extension_host.loader import LoadedScripts, list_script_files, load_script_files
 from modules.extension_host.metadata import CallbackOrder
@@ -123,6 +128,7 @@ class ExtensionHost:
         self.stamps = InstallStamps(services.paths.cache_dir / "extensions-installed.json")
         self.extensions: list[Extension] = []
         self.loaded = LoadedScripts()
+        self._remove_gradio_aliases: Callable[[], None] | None = None  # gr.Box, gr.X.update ... while loaded
         self.callbacks = CallbackRegistry(
             self.problems,
             extension_of=self._extension_name_of,
@@ -131,7 +137,7 @@ class ExtensionHost:
         )
         self.extra_networks = ExtraNetworkRegistry(self.problems)
         self.opts = OptsView(services.options, services.registry)
-        self.cmd_opts = CmdOptsView(services.args)
+        self.cmd_opts = CmdOptsView(services.args, lambda flag: compat_lists.default_dir(services, flag))
         self.state = StateView(services.jobs.current)
         self.git = GitExtensions(services.paths.extensions_dir, self.access, installer=self._install_for_git)
         self.demo: Any = None
@@ -182,6 +188,8 @@ class ExtensionHost:
             for complaint in ext.metadata.callback_orders()[1]:
                 self.problems.note(ext.name, "metadata.ini", complaint)
         files = list_script_files(exts, self.problems, core_dir=self.core_scripts_dir)
+        if self._remove_gradio_aliases is None:
+            self._remove_gradio_aliases = install_aliases()
         self.loaded = load_script_files(files, self.problems)
         self.runner.tabs = self._tabs(self.loaded.scripts)
         post = [(c.cls, str(c.file.path), c.file.extension) for c in self.loaded.postprocessing]
@@ -199,6 +207,9 @@ class ExtensionHost:
         self.callbacks.clear()
         self.extra_networks.unregister_all()
         self.loaded.unload()
+        if self._remove_gradio_aliases is not None:
+            self._remove_gradio_aliases()
+            self._remove_gradio_aliases = None
         self.runner.tabs = self._tabs([])
         self.postprocessing = PostprocessingScripts([], self.problems)
 
@@ -227,8 +238,9 @@ class ExtensionHost:
 
     def run_installer(self, folder: Path) -> InstallRun:
         run = self.installer.run(folder)
+        self._note_skipped(folder.name, run.skipped)
         if run.ok:
-            self.stamps.record(folder.name, fingerprint(folder, GitInfo.read(folder).commit_hash))
+            self.stamps.record(folder.name, fingerprint(folder, GitInfo.read(folder).commit_hash), run.skipped)
         elif run.ran:
             self.problems.note(folder.name, "install.py", run.summary)
         return run
@@ -241,9 +253,15 @@ class ExtensionHost:
             if only_changed and self.stamps.is_current(
                 ext.name, fingerprint(ext.path, GitInfo.read(ext.path).commit_hash)
             ):
+                self._note_skipped(ext.name, self.stamps.skipped(ext.name))  # still not installed
                 continue
             runs.append(self.run_installer(ext.path))
         return runs
+
+    def _note_skipped(self, name: str, skipped: Iterable[Skipped]) -> None:
+        """Requirements the pip policy left out: what and why, in the Extensions tab's problems."""
+        for item in skipped:
+            self.problems.note(name, "install.py", f"{item.requirement} was not installed: {item.reason}")
 
     def _install_for_git(self, folder: Path) -> tuple[bool, str]:
         run = self.run_installer(folder)
@@ -357,6 +375,21 @@ class ExtensionHost:
         self.demo = demo
         self.callbacks.app_started(demo, app)
         _keep_root_mount_last(app)
+
+    # --- A1111 lists and helpers (shared.sd_upscalers, modules.cache, shared.mem_mon) -------------
+    @functools.cached_property
+    def cache(self) -> JsonCache:
+        """A1111's cache.json (modules.cache), in the data dir's cache folder."""
+        return JsonCache(self.services.paths.cache_dir / "cache.json")
+
+    @functools.cached_property
+    def queue_lock(self) -> threading.RLock:
+        """A1111's call_queue.queue_lock for extension code (our job queue orders generations)."""
+        return threading.RLock()
+
+    @functools.cached_property
+    def mem_mon(self) -> MemUsageMonitor:
+        return MemUsageMonitor(self.services.policy.device)
 
     # --- A1111 processing surface ----------------------------------------------------------------
     def sd_model(self) -> SdModelView | None:

@@ -15,6 +15,7 @@ A preload.py that fails is reported and skipped; the others still run.
 from __future__ import annotations
 
 import argparse
+import contextvars
 import importlib.util
 import json
 import logging
@@ -32,6 +33,10 @@ log = logging.getLogger("extensions")
 BUILTIN_DIR = REPO_ROOT / "extensions-builtin"
 
 PreloadHook = Callable[[argparse.ArgumentParser], None]
+
+# The command line a preload.py runs for (set while it runs): modules.paths_internal derives
+# models_path & co. from it, since the app that knows the folders does not exist yet.
+PRELOAD_ARGV: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar("preload_argv", default=None)
 
 
 @dataclass
@@ -98,13 +103,18 @@ def collect_preload_hooks(source: Sequence[str] | Path, *, builtin_dir: Path = B
     for ext in sorted(active(found, mode), key=lambda e: e.name):
         path = ext.file("preload.py")
         if path is not None:
-            result.hooks.append(_hook(ext.name, path, result.problems))
+            result.hooks.append(_hook(ext.name, path, result.problems, _argv_of(source)))
             result.names.append(ext.name)
     return result
 
 
-def _hook(name: str, path: Path, problems: ProblemLog) -> PreloadHook:
+def _argv_of(source: Sequence[str] | Path) -> tuple[str, ...]:
+    return ("--data-dir", str(source)) if isinstance(source, Path) else tuple(source)
+
+
+def _hook(name: str, path: Path, problems: ProblemLog, argv: tuple[str, ...]) -> PreloadHook:
     def run(parser: argparse.ArgumentParser) -> None:
+        token = PRELOAD_ARGV.set(argv)
         try:
             spec = importlib.util.spec_from_file_location(f"preload_{name}", path)
             if spec is None or spec.loader is None:
@@ -116,5 +126,7 @@ def _hook(name: str, path: Path, problems: ProblemLog) -> PreloadHook:
                 preload(parser)
         except Exception as exc:  # boundary: a broken preload.py must not stop the app
             problems.report(name, "preload.py", exc)
+        finally:
+            PRELOAD_ARGV.reset(token)
 
     return run

@@ -20,6 +20,7 @@ from typing import Any
 
 from modules.core.jobs import JobControl
 from modules.extension_host.generation_hooks import GenerationCallbacks  # script_callbacks of a job
+from modules.extension_host.gradio_compat import gradio3_calls
 from modules.extension_host.loader import ScriptClass
 from modules.extension_host.metadata import CallbackOrder, order_by_instructions
 from modules.extension_host.problems import ProblemLog
@@ -173,7 +174,8 @@ class TabScripts:
     def _script_controls(self, script: Script) -> None:
         script.args_from = script.args_to = len(self.inputs)
         try:
-            controls = list(script.ui(self.is_img2img) or [])
+            with gradio3_calls():  # extension UI code: Gradio 3 keywords accepted
+                controls = list(script.ui(self.is_img2img) or [])
         except Exception as exc:  # boundary
             self.problems.report(self.extension(script), f"ui ({type(script).__name__}, {self.tab})", exc)
             controls = []
@@ -269,12 +271,19 @@ class TabScripts:
         self._component_hook("after", component, getattr(component, "elem_id", None), kwargs)
 
     def _component_hook(self, when: str, component: Any, elem_id: Any, kwargs: dict[str, Any]) -> None:
+        calls: list[tuple[Script, str, Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
         for script in self.scripts:
             for wanted, callback in getattr(script, f"on_{when}_component_elem_id") or []:
                 if wanted == elem_id:
-                    self._guard(script, f"on_{when}_component", callback, OnComponent(component))
+                    calls.append((script, f"on_{when}_component", callback, (OnComponent(component),), {}))
         for script in self.ordered(f"{when}_component"):
-            self._guard(script, f"{when}_component", getattr(script, f"{when}_component"), component, **kwargs)
+            method = getattr(script, f"{when}_component")
+            calls.append((script, f"{when}_component", method, (component,), kwargs))
+        if not calls:
+            return
+        with gradio3_calls():  # extension UI code: Gradio 3 keywords accepted
+            for script, where, fn, args, call_kwargs in calls:
+                self._guard(script, where, fn, *args, **call_kwargs)
 
     def _guard(self, script: Script, where: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from modules.core.devices import NanCheck
 from modules.core.jobs import JobControl
 from modules.generation.hooks import (
     PER_STEP_EVENTS,
@@ -29,6 +30,7 @@ from modules.generation.hooks import (
     MaskBlendArgs,
     ScriptHooks,
 )
+from modules.models.fp8 import compute_dtype
 
 
 @dataclass
@@ -74,6 +76,7 @@ class CFGDenoiser:
     step: int = 0
     last_uncond_denoised: torch.Tensor | None = None
 
+    nan_check: NanCheck | None = None  # A1111's per-step NaN test of the UNet output (None: off)
     events: DenoiserEvents | None = None  # extension callbacks; None when nobody listens
     p: Any = None  # the job (A1111 CFGDenoiser.p, read by callbacks through params.denoiser)
 
@@ -122,6 +125,8 @@ class CFGDenoiser:
         denoised = uncond_out.clone()
         for i, owner in enumerate(owners):
             denoised[owner] += (cond_out[i] - uncond_out[owner]) * (conds.cond_weight[i] * self.cfg_scale)
+        if self.nan_check is not None:
+            self.nan_check.unet(denoised)  # one reduction per step: cond and uncond both flow into it
         if self.mask is not None and self.init_latent is not None and self.nmask is not None:
             blended = self.init_latent * self.mask + self.nmask * denoised
             if events is not None and events.mask_blend:
@@ -147,6 +152,7 @@ class CFGDenoiser:
         """One UNet pass over model-input rows (x, sigma, image_cond per row) -> x0 per row."""
         x_rows, sigma_rows, image_cond = rows
         param = next(self.unet.parameters())
+        dtype = compute_dtype(self.unet)  # not param.dtype: with fp8 storage that is float8
         s = sigma_rows.reshape(-1, 1, 1, 1).to(x_rows.dtype)
         c_in = 1.0 / torch.sqrt(s**2 + 1.0)
         model_in = x_rows * c_in
@@ -156,14 +162,14 @@ class CFGDenoiser:
         kwargs: dict[str, object] = {}
         if pooled is not None and time_ids is not None:
             kwargs["added_cond_kwargs"] = {
-                "text_embeds": pooled.to(param.device, param.dtype),
-                "time_ids": time_ids.to(param.device, param.dtype),
+                "text_embeds": pooled.to(param.device, dtype),
+                "time_ids": time_ids.to(param.device, dtype),
             }
         out = (
             self.unet(
-                model_in.to(param.device, param.dtype),
+                model_in.to(param.device, dtype),
                 t.to(param.device),
-                encoder_hidden_states=context.to(param.device, param.dtype),
+                encoder_hidden_states=context.to(param.device, dtype),
                 **kwargs,
             )
             .sample.to(x_rows.dtype)

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import torch
 from PIL import Image
 
+from modules.core.devices import MemoryPeak, peak_memory
 from modules.core.jobs import JobControl, JobInterrupted, JobSkipped
 from modules.core.options import Options
 from modules.core.paths import Paths
@@ -36,7 +37,7 @@ from modules.generation.hooks import (
 )
 from modules.generation.img2img import Img2ImgPlan, img2img_batch, prepare_img2img
 from modules.generation.infotext import GenerationFacts, InfotextFlags, create_infotext
-from modules.generation.latents import decode, tensor_to_pil
+from modules.generation.latents import tensor_to_pil
 from modules.generation.preview import preview_decoder
 from modules.generation.processing import VERSION, GenerationResult, Processing
 from modules.generation.prompt_parser import parse_extra_network_prompts, strip_comments
@@ -47,6 +48,8 @@ from modules.generation.speed import SpeedCache, SpeedSettings, speed_patches
 from modules.generation.styles import StyleDatabase
 from modules.generation.tiling import tiling_patch
 from modules.generation.txt2img import check_hires_target, txt2img_batch
+from modules.generation.vae_checked import decode_checked
+from modules.models.checkpoints import CheckpointInfo
 from modules.models.errors import ModelNotFound
 from modules.models.manager import LoadedModel, ModelManager
 from modules.networks.activation import NetworkActivator
@@ -210,21 +213,29 @@ class GenerationService:
 
     def process(self, p: Processing, control: JobControl) -> GenerationResult:
         self._hooks(p).before_process(p)
-        model = self._model_for(p)
-        with self.models.use(model):
-            return self._process_loaded(p, model, control)
+        p.nan_check = self.models.policy.nans
+        peak: MemoryPeak | None = None
+        try:
+            with peak_memory(self.models.policy.device) as peak:
+                model = self._model_for(p)
+                with self.models.use(model):
+                    return self._process_loaded(p, model, control)
+        finally:
+            if peak is not None:
+                log.info("%s job peak memory: %s", p.kind, peak.describe())
 
     def _model_for(self, p: Processing) -> LoadedModel:
-        wanted = str(p.opts["sd_model_checkpoint"] or "")
+        wanted: str | CheckpointInfo = str(p.opts["sd_model_checkpoint"] or "")
+        storage = str(p.opts["fp8_storage"])  # a job's override applies as A1111's reload would
+        if not wanted and self.models.active is not None:
+            wanted = self.models.active.checkpoint
         if wanted:
-            model = self.models.load(wanted, vae=None)
-        elif self.models.active is not None:
-            model = self.models.active
+            model = self.models.load(wanted, vae=None, fp8_storage=storage)
         else:
             available = self.models.list_checkpoints()
             if not available:
                 raise ModelNotFound(f"no checkpoint found: put a model file into {self.paths.ckpt_dir}")
-            model = self.models.load(available[0], vae=None)
+            model = self.models.load(available[0], vae=None, fp8_storage=storage)
         self.models.set_vae(model, str(p.opts["sd_vae"]))
         p.sd_model_name = model.checkpoint.model_name
         p.sd_model_hash = model.checkpoint.shorthash
@@ -356,7 +367,7 @@ class GenerationService:
                 f"TAESD decoder not found in {self.paths.vae_approx_dir}: decoded with the full VAE"
             )
         with torch.inference_mode():
-            return decode(model.vae, latents)
+            return decode_checked(p, self.models, model, latents)
 
     def _finish_image(
         self, p: Processing, hooks: ScriptHooks, plan: Img2ImgPlan | None, image: Image.Image, i: int, index: int

@@ -123,7 +123,8 @@ def prepare_img2img(p: Processing, model: LoadedModel) -> Img2ImgPlan:
         init_latent = F.interpolate(init_latent, size=(p.height // 8, p.width // 8), mode="bilinear")
     plan = Img2ImgPlan(init_latent=init_latent, originals=originals, mask_for_overlay=overlay_mask, region=region)
     if small_mask is not None:
-        plan.latent_mask = _latent_keep_mask(small_mask, p)
+        sampling_mask = small_mask if p.latent_mask is None else mask_to_l(p.latent_mask)
+        plan.latent_mask = _latent_keep_mask(sampling_mask, p)
         plan.init_latent = _apply_masked_content(p, plan.init_latent, plan.latent_mask)
     if model.is_inpaint:
         plan.image_cond = _inpaint_conditioning(model, pixels, small_mask, p)

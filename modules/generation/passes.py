@@ -131,6 +131,9 @@ def run_pass(
         extra = dict(planned.extra_generation_params)
     else:
         steps_plan = samplers.img2img_steps(spec.steps, spec.denoising_strength, requested_steps=spec.requested_steps)
+        if p.find_noise is not None:  # a script supplies the start noise (img2img alternative test)
+            full = samplers.build_sigmas(sampler, schedule, steps_plan.steps, model_sigmas, schedule_options, params)
+            noise = p.find_noise(model, p, spec, control, noise, float(full.sigmas[0]))
         start = samplers.img2img_start(
             sampler,
             schedule,
@@ -153,7 +156,7 @@ def run_pass(
     events = DenoiserEvents.for_job(p.scripts, p)
     if events is not None:
         events.total_steps = total
-    denoiser = _denoiser_for(model, p, spec, sampler, control, events)
+    denoiser = denoiser_for(model, p, spec, sampler, control, events)
     refiner_switch: RefinerSwitch | None = None
     if spec.refiner is not None and models is not None:
         refiner_switch = _refiner_switch(models, spec, p, sampler, control, denoiser, model_sigmas, events)
@@ -191,7 +194,7 @@ def run_pass(
             refiner_switch.close()
 
 
-def _denoiser_for(
+def denoiser_for(
     model: LoadedModel,
     p: Processing,
     spec: PassSpec,
@@ -232,6 +235,7 @@ def _denoiser_for(
         finish=model_sigmas.finish_denoised,
         events=events,
         p=p,
+        nan_check=p.nan_check,
     )
 
 
@@ -253,7 +257,7 @@ def _refiner_switch(
 
     def make(stack: ExitStack) -> CFGDenoiser:
         refiner_model = stack.enter_context(models.use(info))
-        return _denoiser_for(refiner_model, p, spec, sampler, control, events)
+        return denoiser_for(refiner_model, p, spec, sampler, control, events)
 
     return RefinerSwitch(base, switch_at, model_sigmas.sigmas, make)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from PIL import Image
 
+from modules.core.devices import NanCheck
 from modules.core.options import OptionsView
 
 VERSION = "v1.10.1"  # the A1111 version whose behaviour we follow, written to infotext "Version"
@@ -81,6 +82,9 @@ class Processing:
     inpainting_mask_invert: int = 0
     initial_noise_multiplier: float = 1.0
     image_cfg_scale: float | None = None
+    latent_mask: Image.Image | None = None  # A1111: the mask sampling uses, when it differs from image_mask
+    # "img2img alternative test": (model, p, pass spec, control, seed noise, first sigma) -> start noise
+    find_noise: Any = None
     # filled during the job
     all_prompts: list[str] = field(default_factory=list)
     all_negative_prompts: list[str] = field(default_factory=list)
@@ -109,10 +113,20 @@ class Processing:
     script_args: list[Any] = field(default_factory=list)
     embedding_lookup: Any = None  # textual-inversion lookup for the job's model (networks)
     embeddings_used: set[str] = field(default_factory=set)  # names, for "TI hashes"
+    nan_check: NanCheck = field(default_factory=NanCheck)  # the device policy's, set by the engine per job
 
     @property
     def clip_skip(self) -> int:
         return int(self.opts["CLIP_stop_at_last_layers"])
+
+    @property
+    def mask_blur(self) -> int:
+        """A1111's p.mask_blur: both directions (scripts set it, e.g. the outpainting ones)."""
+        return self.mask_blur_x
+
+    @mask_blur.setter
+    def mask_blur(self, value: int) -> None:
+        self.mask_blur_x = self.mask_blur_y = int(value)
 
 
 @dataclass

@@ -14,7 +14,6 @@ from modules.generation.hires_size import HiresSize, checked_hires_size
 from modules.generation.hooks import ScriptHooks
 from modules.generation.latents import (
     LATENT_UPSCALE_MODES,
-    decode,
     encode,
     pil_to_tensor,
     tensor_to_pil,
@@ -23,9 +22,15 @@ from modules.generation.latents import (
 from modules.generation.passes import PassSpec, run_pass
 from modules.generation.processing import Processing
 from modules.generation.speed import SpeedSettings, speed_patches
+from modules.generation.vae_checked import decode_checked
 from modules.models.manager import LoadedModel, ModelManager
 
-BUILTIN_IMAGE_UPSCALERS = {"Lanczos": Image.Resampling.LANCZOS, "Nearest": Image.Resampling.NEAREST}
+# "None" is A1111's no-model upscaler: the image is only resized (Lanczos) to the target size
+BUILTIN_IMAGE_UPSCALERS = {
+    "None": Image.Resampling.LANCZOS,
+    "Lanczos": Image.Resampling.LANCZOS,
+    "Nearest": Image.Resampling.NEAREST,
+}
 USE_SAME = ("", "Use same sampler", "Use same scheduler", "Use same checkpoint")
 
 
@@ -104,7 +109,7 @@ def _hires_pass(
     networks: Mapping[str, Any] | None = None,
 ) -> torch.Tensor:
     size = check_hires_target(p)
-    hr_latent = _upscaled_latent(p, model, latents, size)
+    hr_latent = _upscaled_latent(p, models, model, latents, size)
     denoising = float(p.denoising_strength if p.denoising_strength is not None else 0.7)
     p.is_hr_pass = True
     _before_hires_sampling(p, n, networks)
@@ -128,13 +133,15 @@ def _other_checkpoint(p: Processing) -> bool:
     return p.hr_checkpoint_name not in (None, *USE_SAME)
 
 
-def _upscaled_latent(p: Processing, model: LoadedModel, latents: torch.Tensor, size: HiresSize) -> torch.Tensor:
+def _upscaled_latent(
+    p: Processing, models: ModelManager, model: LoadedModel, latents: torch.Tensor, size: HiresSize
+) -> torch.Tensor:
     """The first pass upscaled to the hires size (latent or image upscaler), cropped to the box."""
     upscaler = p.hr_upscaler or "Latent"
     if upscaler in LATENT_UPSCALE_MODES:
         hr_latent = upscale_latent(latents, upscaler, size.upscale_h, size.upscale_w)
     else:
-        images = tensor_to_pil(decode(model.vae, latents))
+        images = tensor_to_pil(decode_checked(p, models, model, latents))  # NaN check + fp32 fallback
         images = [_upscale_image(img, upscaler, size.upscale_w, size.upscale_h) for img in images]
         hr_latent = encode(model.vae, pil_to_tensor(images))
     if size.crops:

@@ -3,7 +3,7 @@
 One lock serialises loads, unloads and VAE changes. A failed load leaves everything as it was:
 the new model is only registered after it was fully built. Cached but inactive models are
 parked on the offload device (CPU RAM); the active one sits on the compute device according to
-the DevicePolicy (normal, model offload for medvram, sequential offload for lowvram).
+the DevicePolicy (normal, model offload for medvram, block-by-block offload for lowvram: offload.py).
 """
 
 from __future__ import annotations
@@ -19,13 +19,15 @@ from typing import Any
 
 import torch
 
-from modules.core.devices import DevicePolicy, VramMode, torch_gc
+from modules.core.devices import DevicePolicy, VramMode, device_total_bytes, ram_total_bytes, torch_gc
 from modules.core.paths import Paths
 from modules.models.checkpoints import CheckpointInfo, CheckpointRegistry
 from modules.models.errors import ModelNotFound
 from modules.models.families import ModelFamily, is_refiner, is_sdxl
+from modules.models.fp8 import fp8_wanted, store_fp8
 from modules.models.hashes import HashCache
 from modules.models.loader import Dtypes, load_diffusers_folder, load_single_file, text_encoders_of, tokenizers_of
+from modules.models.offload import BlockOffload, enable_block_offload
 from modules.models.vae import (
     AUTOMATIC,
     VaeInfo,
@@ -65,14 +67,19 @@ class LoadedModel:
     vae_hash: str | None = None  # short sha256 (10 hex) of the external VAE file, for infotexts
     notes: list[str] = field(default_factory=list)
     alphas_cumprod: torch.Tensor = field(default_factory=lambda: torch.empty(0))
+    size_bytes: int = 0  # weights and buffers of every component (the cache's budget unit)
+    fp8: bool = False  # UNet Linear/Conv weights stored in float8 (modules.models.fp8)
     _builtin_vae: dict[str, torch.Tensor] | None = field(default=None, repr=False)
     _pins: int = field(default=0, repr=False)
     # where the pipeline sits: a VramMode once placed for compute, "parked" in RAM, None unknown
     _placement: str | None = field(default=None, repr=False)
+    _offload: BlockOffload | None = field(default=None, repr=False)  # --lowvram hooks while placed
 
     def __post_init__(self) -> None:
         if self.alphas_cumprod.numel() == 0:
             self.alphas_cumprod = alphas_cumprod_from(self.pipe.scheduler.config)
+        if self.size_bytes == 0:
+            self.size_bytes = pipe_bytes(self.pipe)
 
     @property
     def unet(self) -> Any:
@@ -126,14 +133,19 @@ class ModelManager:
         safe_unpickle: bool = True,
         cache_size: Callable[[], int] = lambda: 0,
         builtin_checkpoints: Sequence[Path] = (),
+        budget: Callable[[], MemoryBudget] = lambda: MemoryBudget(),
+        fp8_storage: Callable[[], str] = lambda: "Disable",
     ) -> None:
         """`hash_cache=None` disables hashing (--no-hashing); `cache_size` reads sd_checkpoint_cache;
-        `builtin_checkpoints` are always listed, after the user's (the shipped demo model)."""
+        `builtin_checkpoints` are always listed, after the user's (the shipped demo model);
+        `budget` gives the byte budgets per device; `fp8_storage` reads A1111's fp8_storage setting."""
         self.paths = paths
         self.policy = policy
         self.hash_cache = hash_cache
         self.safe_unpickle = safe_unpickle
         self.cache_size = cache_size
+        self.budget = budget
+        self.fp8_storage = fp8_storage
         self.registry = CheckpointRegistry(
             paths.ckpt_dir, paths.extra_ckpt_files, hash_cache, builtin_files=builtin_checkpoints
         )
@@ -170,7 +182,12 @@ class ModelManager:
     # --- loading -----------------------------------------------------------------------------
 
     def load(
-        self, checkpoint: str | CheckpointInfo, *, vae: str | None = AUTOMATIC, activate: bool = True
+        self,
+        checkpoint: str | CheckpointInfo,
+        *,
+        vae: str | None = AUTOMATIC,
+        activate: bool = True,
+        fp8_storage: str | None = None,
     ) -> LoadedModel:
         """The model for a checkpoint (name/title/hash alias or info), from the RAM cache or disk.
 
@@ -178,19 +195,27 @@ class ModelManager:
         is). Any failure (bad file, unknown VAE, VAE that does not fit) leaves `active` and the
         cache as they were.
         """
-        model, switched = self._load(checkpoint, vae=vae, activate=activate)
+        model, switched = self._load(checkpoint, vae=vae, activate=activate, fp8_storage=fp8_storage)
         if switched:
             self._notify_loaded(model)
         return model
 
-    def _load(self, checkpoint: str | CheckpointInfo, *, vae: str | None, activate: bool) -> tuple[LoadedModel, bool]:
-        """-> (model, whether it just became the active model)."""
+    def _load(
+        self, checkpoint: str | CheckpointInfo, *, vae: str | None, activate: bool, fp8_storage: str | None = None
+    ) -> tuple[LoadedModel, bool]:
+        """-> (model, whether it just became the active model). `fp8_storage`: a job's setting (None: stored)."""
+        storage = fp8_storage if fp8_storage is not None else self.fp8_storage()
         switched = False
         with self._lock:
             info = checkpoint if isinstance(checkpoint, CheckpointInfo) else self.find_checkpoint(checkpoint)
             if vae is not None:
                 resolve_vae_choice(vae, info.filename, self.list_vaes())  # unknown names fail before any work
-            model = self._cache.get(info.filename) or self._load_from_disk(info)
+            model = self._cache.get(info.filename)
+            if model is not None:
+                model = self._apply_storage(model, storage)
+            else:
+                self._evict(reserve=_file_bytes(info.filename))  # make room before reading the file
+                model = self._load_from_disk(info, storage)
             if vae is not None:
                 self.set_vae(model, vae)
             self._cache[info.filename] = model
@@ -205,8 +230,7 @@ class ModelManager:
                 self._place(model)
             else:
                 self._park(model)
-            if self._evict(keep=model):
-                return_freed_memory()
+            self._evict(keep=model)
             return model, switched
 
     # --- model-loaded event (A1111 on_model_loaded) ---------------------------------------------
@@ -233,7 +257,7 @@ class ModelManager:
             except Exception:  # boundary: a listener must not break model loading
                 log.exception("model-loaded listener failed")
 
-    def _load_from_disk(self, info: CheckpointInfo) -> LoadedModel:
+    def _load_from_disk(self, info: CheckpointInfo, fp8_storage: str | None = None) -> LoadedModel:
         info.calculate_shorthash(self.hash_cache)
         dtypes = Dtypes(self.policy.unet_dtype, self.policy.vae_dtype, self.policy.text_encoder_dtype)
         cache_root = self.paths.cache_dir / "tokenizers"
@@ -250,15 +274,45 @@ class ModelManager:
         self.disk_loads += 1
         for note in built.notes:
             log.info("%s: %s", info.name, note)
-        return LoadedModel(info, built.family, built.pipe, built.prediction_type, notes=list(built.notes))
+        model = LoadedModel(info, built.family, built.pipe, built.prediction_type, notes=list(built.notes))
+        storage = fp8_storage if fp8_storage is not None else self.fp8_storage()
+        if fp8_wanted(storage, model.is_sdxl, self.policy.device):
+            self._store_fp8(model)
+        return model
 
-    def _evict(self, keep: LoadedModel | None = None) -> int:
-        """Drop least recently used models beyond sd_checkpoint_cache (never the active, a pinned or `keep`);
-        returns how many were dropped."""
+    def _store_fp8(self, model: LoadedModel) -> None:
+        with _offload_suspended(self, model):
+            layers = store_fp8(model.unet)
+        model.fp8, model.size_bytes = True, pipe_bytes(model.pipe)
+        log.info("%s: UNet weights stored in fp8 (%d layers)", model.checkpoint.name, layers)
+
+    def _apply_storage(self, model: LoadedModel, storage: str) -> LoadedModel:
+        """A cached model after the fp8_storage setting changed: quantise it, or read it again for full weights."""
+        wanted = fp8_wanted(storage, model.is_sdxl, self.policy.device)
+        if wanted == model.fp8 or model.in_use:
+            return model
+        if wanted:
+            self._store_fp8(model)
+            return model
+        fresh = self._load_from_disk(model.checkpoint, storage)
+        self._cache[model.checkpoint.filename] = fresh
+        if self._active is model:
+            self._active = fresh
+        if model.vae_info is not None:
+            self.set_vae(fresh, str(model.vae_info.filename))
+        self._release(model)
+        return fresh
+
+    def _evict(self, keep: LoadedModel | None = None, reserve: int = 0) -> int:
+        """Drop least recently used models beyond sd_checkpoint_cache or the RAM budget (with `reserve`
+        bytes to spare); never the active, a pinned or `keep`. Returns how many were dropped."""
         capacity = max(1, int(self.cache_size()))
+        budget = self.budget().ram_bytes
         dropped = 0
         for key in list(self._cache):
-            if len(self._cache) <= capacity:
+            over_count = len(self._cache) > capacity - (1 if reserve else 0)
+            over_bytes = budget > 0 and self.bytes_in("ram") + reserve > budget
+            if not (over_count or over_bytes):
                 break
             model = self._cache[key]
             if model is self._active or model is keep or model.in_use:
@@ -266,7 +320,18 @@ class ModelManager:
             del self._cache[key]
             self._release(model)
             dropped += 1
+        if dropped:
+            return_freed_memory()
         return dropped
+
+    def bytes_in(self, where: str) -> int:
+        """Bytes of the cached models held in "ram" or "vram" (on the CPU everything is RAM)."""
+        with self._lock:
+            return sum(m.size_bytes for m in self._cache.values() if self._where(m) == where)
+
+    def _where(self, model: LoadedModel) -> str:
+        on_device = model._placement == VramMode.NORMAL and self.policy.device.type != "cpu"
+        return "vram" if on_device else "ram"
 
     def unload(self) -> None:
         """Drop the active model from memory (A1111 "unload checkpoint"); cached others stay."""
@@ -334,14 +399,30 @@ class ModelManager:
         mode = self._mode(model)
         if model._placement == mode:
             return
+        if mode == VramMode.NORMAL and not self._fits_vram(model):
+            mode = VramMode.MEDVRAM
+            log.info("%s: over the VRAM budget; components move to the GPU only while used", model.checkpoint.name)
         _remove_offload(model)
         if mode == VramMode.MEDVRAM:
             model.pipe.enable_model_cpu_offload(device=self.policy.device)
         elif mode == VramMode.LOWVRAM:
-            model.pipe.enable_sequential_cpu_offload(device=self.policy.device)
+            components = [model.unet, model.vae, *model.text_encoders]
+            model._offload = enable_block_offload(components, self.policy.device, self.policy.offload_device)
         else:
             model.pipe.to(self.policy.device)
         model._placement = mode
+
+    def _fits_vram(self, model: LoadedModel) -> bool:
+        """Park idle models until `model` fits the VRAM budget; False if it still does not."""
+        budget = self.budget().vram_bytes
+        if budget <= 0 or self.policy.device.type == "cpu":
+            return True
+        for other in list(self._cache.values()):
+            if self.bytes_in("vram") + model.size_bytes <= budget:
+                break
+            if other is not model and not other.in_use and self._where(other) == "vram":
+                self._park(other)
+        return self.bytes_in("vram") + model.size_bytes <= budget
 
     def _park(self, model: LoadedModel) -> None:
         if model._placement == PARKED:
@@ -360,6 +441,12 @@ class ModelManager:
             torch_gc()
 
     # --- VAE --------------------------------------------------------------------------------
+
+    def set_vae_dtype(self, model: LoadedModel, dtype: torch.dtype) -> None:
+        """Convert the model's VAE (the NaN fallback); it keeps this dtype until the model is reloaded."""
+        with self._lock, _offload_suspended(self, model):
+            model.vae.to(dtype)
+            model.size_bytes = pipe_bytes(model.pipe)
 
     def set_vae(self, model: LoadedModel, choice: str) -> VaeInfo | None:
         """Switch the model's VAE: "Automatic", "None" (the checkpoint's own) or a VAE file name."""
@@ -407,6 +494,43 @@ def return_freed_memory() -> None:
         trim(0)
 
 
+@dataclass(frozen=True)
+class MemoryBudget:
+    """Byte budgets of the model cache per device; 0 = no byte limit (only sd_checkpoint_cache)."""
+
+    ram_bytes: int = 0
+    vram_bytes: int = 0
+
+    @classmethod
+    def from_settings(cls, policy: DevicePolicy, ram_mb: int, vram_mb: int) -> MemoryBudget:
+        """MiB settings -> bytes; 0 = automatic: half the machine's RAM, 90% of the GPU's memory."""
+        ram = ram_mb * 2**20 if ram_mb > 0 else (ram_total_bytes() or 0) // 2
+        device_total = device_total_bytes(policy.device)
+        vram = vram_mb * 2**20 if vram_mb > 0 else int((device_total or 0) * 0.9)
+        return cls(ram, vram)
+
+
+def pipe_bytes(pipe: Any) -> int:
+    """Bytes of every component's parameters and buffers (each tensor counted once)."""
+    seen: set[int] = set()
+    total = 0
+    for component in getattr(pipe, "components", {}).values():
+        if not isinstance(component, torch.nn.Module):
+            continue
+        for tensor in (*component.parameters(), *component.buffers()):
+            if id(tensor) not in seen:
+                seen.add(id(tensor))
+                total += tensor.numel() * tensor.element_size()
+    return total
+
+
+def _file_bytes(path: Path) -> int:
+    try:
+        return path.stat().st_size if path.is_file() else 0
+    except OSError:
+        return 0
+
+
 def _same_vae(a: VaeInfo | None, b: VaeInfo | None) -> bool:
     if a is None or b is None:
         return a is b
@@ -414,14 +538,17 @@ def _same_vae(a: VaeInfo | None, b: VaeInfo | None) -> bool:
 
 
 def _remove_offload(model: LoadedModel) -> None:
-    if model._placement in (VramMode.MEDVRAM, VramMode.LOWVRAM):
+    if model._placement == VramMode.MEDVRAM:
         model.pipe.remove_all_hooks()
+    if model._offload is not None:
+        model._offload.remove()
+        model._offload = None
     model._placement = None
 
 
 @contextlib.contextmanager
 def _offload_suspended(manager: ModelManager, model: LoadedModel) -> Iterator[None]:
-    """Sequential offload keeps weights off the module; lift it while weights are replaced."""
+    """Lowvram moves blocks while they run; lift it (all weights in RAM) while weights are replaced."""
     if model._placement != VramMode.LOWVRAM:
         yield
         return

@@ -9,7 +9,7 @@ again for the next batch with the same networks (`install`), as long as the base
 still the ones they were computed from (`is_current`).
 
 Functional mode (A1111's `lora_functional`, and forced when weights are offloaded to the meta
-device by sequential CPU offload): weights stay as they are and a forward hook adds the
+device by sequential CPU offload, and for layers stored in fp8: modules.models.fp8): weights stay as they are and a forward hook adds the
 layer's response to the weight delta (`F.linear(x, dW, db)` etc.). Slower per step, but it never
 writes to weights.
 
@@ -26,6 +26,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from modules.models.fp8 import dequantize, is_fp8_layer
 from modules.networks.keymap import LayerTarget, module_weight
 from modules.networks.lora_formats import LayerUpdate
 
@@ -77,7 +78,12 @@ def _compute_layer(changes: list[LayerChange], functional: bool) -> PatchedLayer
     module = changes[0].target.module
     weight = module_weight(module)
     offloaded = weight.is_meta
-    buffer = torch.zeros(weight.shape) if offloaded else weight.detach().to(torch.float32, copy=True)
+    fp8 = is_fp8_layer(module)  # fp8 storage: the update is applied in compute precision, never merged
+    functional = functional or fp8
+    if offloaded:
+        buffer = torch.zeros(weight.shape)
+    else:
+        buffer = dequantize(module, torch.float32) if fp8 else weight.detach().to(torch.float32, copy=True)
     bias_delta: Tensor | None = None
     for change in changes:
         change.update.add_to(buffer, change.multiplier, change.dyn_dim)
@@ -86,7 +92,9 @@ def _compute_layer(changes: list[LayerChange], functional: bool) -> PatchedLayer
             scaled = extra.to(buffer.device).float().reshape(-1) * change.multiplier
             bias_delta = scaled if bias_delta is None else bias_delta + scaled
     if functional:
-        delta = buffer if offloaded else buffer.sub_(weight.detach().float())
+        if not offloaded:
+            buffer.sub_(dequantize(module, torch.float32) if fp8 else weight.detach().float())
+        delta = buffer
         return PatchedLayer(module, delta, bias_delta, _source(module), is_delta=True)
     new_weight = buffer if weight.dtype == torch.float32 else buffer.to(weight.dtype)
     new_bias = None

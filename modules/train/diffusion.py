@@ -24,6 +24,7 @@ import torch
 
 from modules.generation.chunking import EmphasisMode, TokenizedPrompt
 from modules.generation.conditioning import Conditioning, TextConditioner
+from modules.models.fp8 import compute_dtype
 from modules.models.manager import LoadedModel
 
 Tensor = torch.Tensor
@@ -134,8 +135,7 @@ def training_loss(
 ) -> Tensor:
     """Mean squared error of the UNet's prediction for one batch (a scalar with a graph)."""
     unet = model.unet
-    param = next(unet.parameters())
-    device, dtype = param.device, param.dtype
+    device, dtype = next(unet.parameters()).device, compute_dtype(unet)  # fp8 storage computes in fp16/fp32
     t = draw.timesteps.to(device)
     alphas = model.alphas_cumprod.to(device, torch.float32)[t].view(-1, 1, 1, 1)
     x0 = latents.to(device, torch.float32)

@@ -19,6 +19,7 @@ from modules.generation.requests import INPAINTING_FILL_NAMES, RESIZE_MODE_NAMES
 from modules.ui import params
 from modules.ui.common import Fields, UiContext
 from modules.ui.extra_networks import build_extra_networks
+from modules.ui.interrogate import build_interrogate_buttons, wire_interrogate
 from modules.ui.outputs import output_panel
 from modules.ui.paste import infotext_to_ui_values
 from modules.ui.scripts_ui import build_scripts_ui
@@ -189,6 +190,7 @@ def build_img2img(ctx: UiContext, counter: TokenCounter) -> Fields:
     mode = gr.Number(0, visible="hidden", precision=0, elem_id="img2img_selected_mode")
     with gr.Row(equal_height=False, elem_id="img2img_settings_and_results", elem_classes=["settings-and-results"]):
         with gr.Column(elem_id="img2img_settings", scale=1, min_width=300):
+            interrogate_buttons = build_interrogate_buttons()
             editors = _mode_inputs()
             fields: Fields = {}
             fields["resize_mode"] = gr.Radio(
@@ -270,6 +272,9 @@ def build_img2img(ctx: UiContext, counter: TokenCounter) -> Fields:
     wire_interrupt_skip(ctx, toprow, panel.task_id)
     wire_generate(ctx, toprow, fields, override, panel, _job_factory(ctx, extra_names), extra_inputs, scripts)
     wire_paste(ctx, "img2img", toprow, fields, override, scripts)
+    image_names = ["img2img", "sketch", "inpaint", "inpaint_sketch", "inpaint_base"]
+    image_inputs = [editors[n] for n in image_names]
+    wire_interrogate(ctx, interrogate_buttons, toprow.prompt, mode, MODES, image_names, image_inputs)
     targets = ctx.targets
     targets.fields["img2img"] = fields
     targets.override_settings["img2img"] = override

@@ -98,7 +98,7 @@ def build_toprow(ctx: UiContext, tab: str, counter: TokenCounter) -> Toprow:
                 skip = gr.Button("Skip", elem_id=f"{tab}_skip", elem_classes=["generate-box-skip"])
                 generate = gr.Button("Generate", variant="primary", elem_id=f"{tab}_generate")
             with gr.Row(elem_id=f"{tab}_tools", elem_classes=["style-tools"]):
-                paste = tool_button("↙️", "paste" if tab == "txt2img" else f"{tab}_paste")
+                paste = tool_button("↙️", f"{tab}_paste")  # A1111 clients and extensions look these ids up
                 clear = tool_button("🗑️", f"{tab}_clear_prompt")
                 apply_style = tool_button("🖌️", f"{tab}_style_apply")
                 refresh_styles = tool_button("🔄", f"{tab}_style_refresh")

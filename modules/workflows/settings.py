@@ -116,5 +116,5 @@ class SettingsService:
         try:
             return self.store(change)
         except OSError as exc:
-            errors = {**change.errors, "config.json": f"settings unchanged: saving them failed ({exc.strerror or exc})"}
+            errors = {**change.errors, "config.json": str(exc)}  # SettingsNotSaved says why
             return ApplyResult(errors=errors)

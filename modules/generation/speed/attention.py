@@ -123,3 +123,30 @@ def _sdpa_without_memory_efficient() -> Iterator[None]:
 
     with sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.MATH]):
         yield
+
+
+@contextmanager
+def upcast_attention(unet: Any) -> Iterator[int]:
+    """A1111's upcast_attn for one job: attention scores and softmax of the UNet in float32.
+
+    In half precision q.k can exceed fp16's range (SD2 models are known for it) and the softmax
+    then gives NaNs. diffusers' Attention computes scores in fp32 when its upcast_attention /
+    upcast_softmax flags are set, which only its plain processor (AttnProcessor) honours, so
+    layers on a standard processor switch to it while inside (more memory than SDPA: the score
+    matrix is materialised). Yields how many layers were upcast; everything is restored on exit.
+    """
+    from diffusers.models.attention_processor import Attention, AttnProcessor
+
+    standard = _standard_processor_types()
+    plain = AttnProcessor()
+    saved: list[tuple[Any, Any, bool, bool]] = []
+    try:
+        for module in unet.modules():
+            if isinstance(module, Attention) and isinstance(module.processor, standard):
+                saved.append((module, module.processor, module.upcast_attention, module.upcast_softmax))
+                module.upcast_attention = module.upcast_softmax = True
+                module.processor = plain
+        yield len(saved)
+    finally:
+        for module, processor, attention, softmax in reversed(saved):
+            module.processor, module.upcast_attention, module.upcast_softmax = processor, attention, softmax

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from modules.generation.speed.attention import attention_backend
+from modules.generation.speed.attention import attention_backend, upcast_attention
 from modules.generation.speed.compilation import CompileCache, compiled_unet
 from modules.generation.speed.settings import SpeedSettings
 from modules.generation.speed.taesd import TaesdDecoders
@@ -50,6 +50,7 @@ class SpeedReport:
     vae_tiling: bool = False
     vae_slicing: bool = False
     compiled: bool = False
+    upcast_layers: int = 0  # attention layers computing in fp32 (upcast_attn)
     notes: list[str] = field(default_factory=list)
 
 
@@ -78,6 +79,8 @@ def speed_patches(
         unet.__dict__[_ACTIVE_ATTR] = True
         stack.callback(unet.__dict__.pop, _ACTIVE_ATTR, None)
         report.attention = stack.enter_context(attention_backend([unet, vae], settings.attention))
+        if settings.upcast_attn:  # after the backend: its standard processors give way to the fp32-score one
+            report.upcast_layers = stack.enter_context(upcast_attention(unet))
         report.token_merging = stack.enter_context(
             token_merging(unet, settings.token_merging_ratio, max_downsample=settings.token_merging_max_downsample)
         )

@@ -171,6 +171,7 @@ class SpeedSettings:
     vae_tile_size: int = 0
     vae_slicing: bool = False
     torch_compile: bool = False
+    upcast_attn: bool = False  # A1111's "Upcast cross attention layer to float32" (shared_options)
 
     @classmethod
     def from_options(
@@ -197,6 +198,7 @@ class SpeedSettings:
             vae_tile_size=int(opts.get("vae_tile_size", 0) or 0),
             vae_slicing=bool(opts.get("vae_slicing", False)),
             torch_compile=bool(opts.get("unet_torch_compile", False)),
+            upcast_attn=bool(opts.get("upcast_attn", False)),
         )
 
     @classmethod

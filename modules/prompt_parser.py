@@ -1,0 +1,107 @@
+"""A1111's `modules.prompt_parser` for extensions: prompt syntax (attention, editing, AND).
+
+Parsing is ours (modules.generation.prompt_parser); the results keep A1111's shapes (schedules
+are lists of [end_at_step, text], attention a list of [text, weight]). Building conditionings
+from a model (get_learned_conditioning) belongs to the sampling pipeline and is not offered here.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from collections.abc import Sequence
+from typing import Any
+
+from modules.generation import prompt_parser as _pp
+from modules.generation.prompt_parser import strip_comments
+
+__all__ = [
+    "ComposableScheduledPromptConditioning",
+    "DictWithShape",
+    "MulticondLearnedConditioning",
+    "ScheduledPromptConditioning",
+    "SdConditioning",
+    "get_learned_conditioning",
+    "get_learned_conditioning_prompt_schedules",
+    "get_multicond_learned_conditioning",
+    "get_multicond_prompt_list",
+    "parse_prompt_attention",
+    "strip_comments",
+]
+
+ScheduledPromptConditioning = namedtuple("ScheduledPromptConditioning", ["end_at_step", "cond"])
+
+
+class ComposableScheduledPromptConditioning:
+    def __init__(self, schedules: list[Any], weight: float = 1.0):
+        self.schedules = schedules
+        self.weight = weight
+
+
+class MulticondLearnedConditioning:
+    def __init__(self, shape: tuple[int, ...], batch: list[list[ComposableScheduledPromptConditioning]]):
+        self.shape = shape
+        self.batch = batch
+
+
+class DictWithShape(dict):  # type: ignore[type-arg]
+    def __init__(self, x: dict[str, Any], shape: Any = None):
+        super().__init__()
+        self.update(x)
+
+    @property
+    def shape(self) -> Any:
+        return self["crossattn"].shape
+
+
+class SdConditioning(list):  # type: ignore[type-arg]
+    """A list of prompts with the image size and whether they are negative (A1111)."""
+
+    def __init__(
+        self,
+        prompts: Sequence[str],
+        is_negative_prompt: bool = False,
+        width: int | None = None,
+        height: int | None = None,
+        copy_from: Any = None,
+    ):
+        super().__init__()
+        self.extend(prompts)
+        copy_from = copy_from if copy_from is not None else prompts
+        self.is_negative_prompt = is_negative_prompt or getattr(copy_from, "is_negative_prompt", False)
+        self.width = width or getattr(copy_from, "width", None)
+        self.height = height or getattr(copy_from, "height", None)
+
+
+def parse_prompt_attention(text: str) -> list[list[Any]]:
+    """[[text, weight], ...] ("BREAK" is ["BREAK", -1])."""
+    return [[span.text, span.weight] for span in _pp.parse_prompt_attention(text)]
+
+
+def get_learned_conditioning_prompt_schedules(
+    prompts: Sequence[str], base_steps: int, hires_steps: int | None = None, use_old_scheduling: bool = False
+) -> list[list[list[Any]]]:
+    """For each prompt, [[end_at_step, text], ...] (A1111's prompt editing rules)."""
+    schedules = _pp.get_learned_conditioning_prompt_schedules(
+        list(prompts), base_steps, hires_steps=hires_steps, use_old_scheduling=use_old_scheduling
+    )
+    return [[[entry.end_at_step, entry.text] for entry in schedule] for schedule in schedules]
+
+
+def get_multicond_prompt_list(
+    prompts: Sequence[str],
+) -> tuple[list[list[tuple[int, float]]], list[str], dict[str, int]]:
+    """(res_indexes, prompt_flat_list, prompt_indexes) as A1111 returns them."""
+    result = _pp.get_multicond_prompt_list(list(prompts))
+    indexes = [[(ref.flat_index, ref.weight) for ref in refs] for refs in result.per_prompt]
+    return indexes, list(result.flat_prompts), dict(result.index_of)
+
+
+def get_learned_conditioning(model: Any, prompts: Any, steps: int, hires_steps: int | None = None) -> Any:
+    raise NotImplementedError(
+        "prompt_parser.get_learned_conditioning: conditionings are built inside our sampling pipeline; "
+        "use Script.process_batch / on_cfg_denoiser hooks (docs/extensions.md, 'not supported')"
+    )
+
+
+def get_multicond_learned_conditioning(model: Any, prompts: Any, steps: int, hires_steps: int | None = None) -> Any:
+    return get_learned_conditioning(model, prompts, steps, hires_steps)
