@@ -192,8 +192,8 @@ def add_generation_routes(router: APIRouter, ctx: ApiContext) -> None:
             raise ApiError(404, "Model not found", "HTTPException")
         image = await run_in_threadpool(load_image_input, req.image, ctx.url_policy)
         service = InterrogationService(ctx.services.models, ctx.services.paths, ctx.services.options)
-        job = ctx.submit(request, "interrogate", lambda _: service.interrogate(image.convert("RGB"), req.model))
-        return InterrogateResponse(caption=await wait_for(job))
+        job = ctx.submit(request, JobKind.INTERROGATE, lambda _: service.interrogate(image.convert("RGB"), req.model))
+        return InterrogateResponse(caption=await ctx.runner.wait(job))
 
     @router.post("/png-info", response_model=PNGInfoResponse, responses=ERRORS)
     async def pnginfoapi(req: PNGInfoRequest) -> PNGInfoResponse:

@@ -23,6 +23,7 @@ class JobKind(StrEnum):
     TXT2IMG = "txt2img"
     IMG2IMG = "img2img"
     EXTRAS = "extras"
+    INTERROGATE = "interrogate"
     LOAD_MODEL = "load-model"
     UNLOAD_MODEL = "unload-model"
     RELOAD_MODEL = "reload-model"
