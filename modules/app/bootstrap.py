@@ -30,9 +30,10 @@ from modules.generation.engine import GenerationService
 from modules.generation.hooks import ScriptHooksSlot
 from modules.generation.speed.settings import speed_options
 from modules.generation.styles import StyleDatabase
-from modules.models.builtin_checkpoints import builtin_checkpoints
+from modules.models.builtin_checkpoints import DEMO_IMAGE_SIZE, builtin_checkpoints
 from modules.models.hashes import HashCache
 from modules.models.manager import MemoryBudget, ModelManager
+from modules.models.ml_imports import import_ml_libraries
 from modules.models.setting_refs import register_model_references
 from modules.networks.activation import NetworkActivator
 from modules.networks.catalogue import NetworkCatalogue
@@ -99,6 +100,7 @@ def build_model_manager(
             policy, int(options.get("sd_checkpoint_cache_ram_mb")), int(options.get("sd_checkpoint_cache_vram_mb"))
         ),
         fp8_storage=lambda: str(options.get("fp8_storage")),
+        builtin_native_size=DEMO_IMAGE_SIZE,
     )
     models.refresh()
     register_model_references(options, models)  # model settings name listed files only
@@ -107,6 +109,7 @@ def build_model_manager(
 
 def build_services(args: argparse.Namespace, *, policy: DevicePolicy | None = None) -> Services:
     """Create folders, read settings, pick devices, index models. No model is loaded here."""
+    import_ml_libraries()  # here, in the caller's (main) thread: lazy names race between threads
     paths = Paths.from_args(args)
     paths.ensure()
     options = Options(build_registry(args), paths.config_file)

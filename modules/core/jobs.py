@@ -82,6 +82,7 @@ class JobControl:
     textinfo: str = ""
     started_at: float | None = None
     preview: Any = None  # latest live-preview PIL image
+    preview_size: tuple[int, int] | None = None  # (width, height) of the image the preview is of
     preview_id: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -113,9 +114,9 @@ class JobControl:
             if steps is not None:
                 self.sampling_steps = steps
 
-    def set_preview(self, image: Any) -> None:
+    def set_preview(self, image: Any, size: tuple[int, int] | None = None) -> None:
         with self._lock:
-            self.preview = image
+            self.preview, self.preview_size = image, size
             self.preview_id += 1
 
     def progress(self) -> float:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from pathlib import Path
 from typing import Any
 
 from modules.core.options import OptionInfo as CoreOptionInfo
@@ -203,14 +204,19 @@ class _OptsData(MutableMapping[str, Any]):
 
 
 class OptsView:
-    """`shared.opts`."""
+    """`shared.opts`.
 
-    __slots__ = ("_added", "_options", "_registry")
+    Output folders (`outdir_*`) set to a relative path read as the folder images really go to
+    (under the data folder): A1111 extensions open them from the web UI's working directory,
+    where A1111 kept its outputs (infinite-image-browsing, images browser)."""
 
-    def __init__(self, options: Options, registry: OptionsRegistry):
+    __slots__ = ("_added", "_data_dir", "_options", "_registry")
+
+    def __init__(self, options: Options, registry: OptionsRegistry, data_dir: Path | None = None):
         object.__setattr__(self, "_options", options)
         object.__setattr__(self, "_registry", registry)
         object.__setattr__(self, "_added", {})
+        object.__setattr__(self, "_data_dir", data_dir)
 
     def __getattr__(self, key: str) -> Any:
         if key.startswith("__"):
@@ -218,11 +224,16 @@ class OptsView:
         p = CURRENT_P.get()
         job_opts = getattr(p, "opts", None) if p is not None else None
         if isinstance(job_opts, Mapping) and key in job_opts:
-            return job_opts[key]
+            return self._outdir(key, job_opts[key])
         try:
-            return self._options.get(key)
+            return self._outdir(key, self._options.get(key))
         except KeyError:
             raise AttributeError(f"no setting named {key!r}") from None
+
+    def _outdir(self, key: str, value: Any) -> Any:
+        if self._data_dir is None or not key.startswith("outdir_") or not isinstance(value, str) or not value:
+            return value
+        return value if Path(value).is_absolute() else str(self._data_dir / value)
 
     def __setattr__(self, key: str, value: Any) -> None:
         self.set(key, value)

@@ -136,7 +136,7 @@ class ExtensionHost:
             prioritized=self._prioritized,
         )
         self.extra_networks = ExtraNetworkRegistry(self.problems)
-        self.opts = OptsView(services.options, services.registry)
+        self.opts = OptsView(services.options, services.registry, services.paths.data_dir)
         self.cmd_opts = CmdOptsView(services.args, lambda flag: compat_lists.default_dir(services, flag))
         self.state = StateView(services.jobs.current)
         self.git = GitExtensions(services.paths.extensions_dir, self.access, installer=self._install_for_git)

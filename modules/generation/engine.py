@@ -169,6 +169,7 @@ class GenerationService:
         opts = self.options.view(req.override_settings)
         sampler_name = req.effective_sampler_name
         sampler, schedule = samplers.resolve_sampler(sampler_name, req.scheduler)  # early, clear error
+        width, height = self._size_for(req, opts)
         return Processing(
             kind=kind,
             opts=opts,
@@ -186,8 +187,8 @@ class GenerationService:
             n_iter=req.n_iter,
             steps=req.steps,
             cfg_scale=req.cfg_scale,
-            width=req.width,
-            height=req.height,
+            width=width,
+            height=height,
             tiling=bool(req.tiling if req.tiling is not None else opts["tiling"]),
             eta=req.eta,
             denoising_strength=req.denoising_strength,
@@ -205,6 +206,28 @@ class GenerationService:
             disable_extra_networks=req.disable_extra_networks,
             restore_faces=bool(req.restore_faces if req.restore_faces is not None else opts["face_restoration"]),
         )
+
+    def _size_for(self, req: GenerationRequest, opts: Any) -> tuple[int, int]:
+        """Width/height as given; one a request leaves out is the model's native size (the demo
+        model 128, SD1 512, SD2-v 768, SDXL 1024) where A1111 always used 512."""
+        given = req.model_fields_set
+        if "width" in given and "height" in given:
+            return req.width, req.height
+        side = self._native_size(str(opts["sd_model_checkpoint"] or ""))
+        return (req.width if "width" in given else side, req.height if "height" in given else side)
+
+    def _native_size(self, wanted: str) -> int:
+        """The native size of the checkpoint `_model_for` will use."""
+        try:
+            if wanted:
+                info = self.models.find_checkpoint(wanted)
+            elif self.models.active is not None:
+                info = self.models.active.checkpoint
+            else:
+                info = self.models.list_checkpoints()[0]
+        except (ModelNotFound, IndexError):
+            return 512  # the job stops with a clear error when it picks its model
+        return self.models.native_size(info)
 
     # --- the job -----------------------------------------------------------------------------
     def _hooks(self, p: Processing) -> ScriptHooks:
@@ -307,6 +330,7 @@ class GenerationService:
                         path = _unless_disk_fails(p, partial(self._save, p, image, text, index, model))
                         if path is not None:
                             saved.append(str(path))
+        interrupted = interrupted or control.interrupted.is_set()  # stopped inside the last batch (kept)
         result = GenerationResult(images=images, infotexts=infotexts, p=p, saved_paths=saved, interrupted=interrupted)
         self._grid(p, result, model)
         hooks.postprocess(p, result)

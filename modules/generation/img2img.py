@@ -89,7 +89,8 @@ def _prepare_mask(
         small = resize_image(2, mask.crop(region.box()), p.width, p.height)
         return small, mask, region
     small = resize_image(p.resize_mode, mask, p.width, p.height)
-    overlay = Image.fromarray(np.clip(np.asarray(mask, dtype=np.float32) * 2, 0, 255).astype(np.uint8), "L")
+    # "Whole picture": A1111 overlays at the output's size (W/H), not the source's
+    overlay = Image.fromarray(np.clip(np.asarray(small, dtype=np.float32) * 2, 0, 255).astype(np.uint8), "L")
     return small, overlay, None
 
 
@@ -101,6 +102,8 @@ def prepare_img2img(p: Processing, model: LoadedModel) -> Img2ImgPlan:
     if len(originals) > 1:
         p.batch_size = len(originals)
     small_mask, overlay_mask, region = _prepare_mask(p, originals[0])
+    if overlay_mask is not None and region is None and p.resize_mode != 3:
+        originals = [resize_image(p.resize_mode, o, p.width, p.height) for o in originals]  # as the mask was
     if overlay_mask is not None:
         # an overlay needs the source at the overlay mask's size
         originals = [o if o.size == overlay_mask.size else o.resize(overlay_mask.size) for o in originals]

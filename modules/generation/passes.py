@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from modules.core.jobs import JobControl
+from modules.core.jobs import JobControl, JobInterrupted, JobSkipped
 from modules.generation import samplers
 from modules.generation.conditioning import PromptConditioning, TextConditioner, build_prompt_conditioning
 from modules.generation.denoiser import CFGDenoiser, DenoiserEvents, StepConds, UNetInputs
@@ -161,15 +161,17 @@ def run_pass(
     if spec.refiner is not None and models is not None:
         refiner_switch = _refiner_switch(models, spec, p, sampler, control, denoiser, model_sigmas, events)
 
+    last: list[torch.Tensor] = [x]  # what an interrupt keeps: the latest denoised prediction
+
     def on_step(info: samplers.StepInfo) -> None:
+        last[0] = info.denoised
         if events is not None:
             events.sampling_step = info.index  # A1111 state.sampling_step, set by the sampler callback
         control.set_step(min(info.index + 1, total), total)
         if preview_every > 0 and (info.index + 1) % preview_every == 0:
             latent = info.denoised[0]
-            control.set_preview(
-                p.preview_decoder(latent) if p.preview_decoder else cheap_preview(latent.float(), model.is_sdxl)
-            )
+            image = p.preview_decoder(latent) if p.preview_decoder else cheap_preview(latent.float(), model.is_sdxl)
+            control.set_preview(image, size=(spec.width, spec.height))
         control.check()
 
     control.set_step(0, total)
@@ -189,6 +191,9 @@ def run_pass(
             brownian_sigmas=brownian,
             sigma_range=sigma_range,
         )
+    except (JobInterrupted, JobSkipped):
+        # A1111 keeps the work: what was made so far is decoded, saved and returned like a result
+        return last[0]
     finally:
         if refiner_switch is not None:
             refiner_switch.close()

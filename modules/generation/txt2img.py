@@ -91,8 +91,8 @@ def txt2img_batch(
         refiner=refiner_of(p),
     )
     latents = run_pass(model, p, first, control, preview_every=preview_every, models=models)
-    if not p.enable_hr:
-        return latents
+    if not p.enable_hr or control.interrupted.is_set() or control.skipped.is_set():
+        return latents  # stopped during the first pass: A1111 returns it without the hires pass
     if n == 0:
         record_hires_params(p)
     return _hires_pass(p, model, latents, control, n, preview_every, models, networks)

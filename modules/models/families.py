@@ -50,3 +50,11 @@ def is_refiner(family: ModelFamily) -> bool:
 def prediction_type_of(family: ModelFamily) -> str:
     """The diffusers scheduler prediction_type a family is trained with."""
     return "v_prediction" if family == ModelFamily.SD2_V else "epsilon"
+
+
+def native_size(family: ModelFamily | None) -> int:
+    """The side length a family was trained at (A1111 users set it by hand; we use it when a
+    request leaves width/height out): SDXL 1024, SD2 768-v 768, the rest 512."""
+    if family is not None and is_sdxl(family):
+        return 1024
+    return 768 if family == ModelFamily.SD2_V else 512

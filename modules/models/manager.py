@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
@@ -22,10 +23,11 @@ import torch
 from modules.core.devices import DevicePolicy, VramMode, device_total_bytes, ram_total_bytes, torch_gc
 from modules.core.paths import Paths
 from modules.models.checkpoints import CheckpointInfo, CheckpointRegistry
-from modules.models.errors import ModelNotFound
-from modules.models.families import ModelFamily, is_refiner, is_sdxl
+from modules.models.errors import InvalidModelFile, ModelNotFound
+from modules.models.families import ModelFamily, is_refiner, is_sdxl, native_size
 from modules.models.fp8 import fp8_wanted, store_fp8
 from modules.models.hashes import HashCache
+from modules.models.identify import read_safetensors_header
 from modules.models.loader import Dtypes, load_diffusers_folder, load_single_file, text_encoders_of, tokenizers_of
 from modules.models.offload import BlockOffload, enable_block_offload
 from modules.models.vae import (
@@ -135,10 +137,12 @@ class ModelManager:
         builtin_checkpoints: Sequence[Path] = (),
         budget: Callable[[], MemoryBudget] = lambda: MemoryBudget(),
         fp8_storage: Callable[[], str] = lambda: "Disable",
+        builtin_native_size: int | None = None,
     ) -> None:
         """`hash_cache=None` disables hashing (--no-hashing); `cache_size` reads sd_checkpoint_cache;
-        `builtin_checkpoints` are always listed, after the user's (the shipped demo model);
-        `budget` gives the byte budgets per device; `fp8_storage` reads A1111's fp8_storage setting."""
+        `builtin_checkpoints` are always listed, after the user's (the shipped demo model), and
+        were trained at `builtin_native_size` px; `budget` gives the byte budgets per device;
+        `fp8_storage` reads A1111's fp8_storage setting."""
         self.paths = paths
         self.policy = policy
         self.hash_cache = hash_cache
@@ -149,6 +153,7 @@ class ModelManager:
         self.registry = CheckpointRegistry(
             paths.ckpt_dir, paths.extra_ckpt_files, hash_cache, builtin_files=builtin_checkpoints
         )
+        self.builtin_native_size = builtin_native_size
         self.disk_loads = 0
         self._lock = threading.RLock()
         self._cache: OrderedDict[Path, LoadedModel] = OrderedDict()
@@ -165,6 +170,23 @@ class ModelManager:
 
     def find_checkpoint(self, alias: str) -> CheckpointInfo:
         return self.registry.find(alias)
+
+    def native_size(self, checkpoint: CheckpointInfo) -> int:
+        """The size a checkpoint draws best at: a built-in model's own, the file's
+        `modelspec.resolution` when it has one, else its family's (SD1 512, SD2-v 768, SDXL 1024)."""
+        builtin = {os.path.abspath(p) for p in self.registry.builtin_files}
+        if self.builtin_native_size and os.path.abspath(checkpoint.filename) in builtin:
+            return self.builtin_native_size
+        declared = _declared_resolution(Path(checkpoint.filename))
+        if declared:
+            return declared
+        try:
+            found = checkpoint.identify()
+        except (InvalidModelFile, OSError):  # it fails clearly when loaded; the common size meanwhile
+            return native_size(None)
+        if found.family == ModelFamily.SD2 and found.prediction_type == "v_prediction":
+            return native_size(ModelFamily.SD2_V)  # SD2 768-v, told by its sibling .yaml
+        return native_size(found.family)
 
     def list_vaes(self) -> list[VaeInfo]:
         return list_vae_files(self.paths.vae_dir, self.paths.ckpt_dir)
@@ -557,3 +579,15 @@ def _offload_suspended(manager: ModelManager, model: LoadedModel) -> Iterator[No
         yield
     finally:
         manager._place(model)
+
+
+def _declared_resolution(path: Path) -> int | None:
+    """`modelspec.resolution` ("1024x1024") from a .safetensors header; the larger side."""
+    if path.suffix.lower() != ".safetensors" or not path.is_file():
+        return None
+    try:
+        meta = read_safetensors_header(path).get("__metadata__") or {}
+        sides = [int(v) for v in str(meta.get("modelspec.resolution", "")).lower().split("x") if v.strip()]
+    except (InvalidModelFile, OSError, ValueError):
+        return None
+    return max(sides) if sides and all(64 <= v <= 8192 for v in sides) else None

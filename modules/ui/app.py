@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio.from_thread
 import gradio as gr
 from fastapi import FastAPI
 from starlette.routing import Mount
@@ -101,6 +102,7 @@ def create_ui(
     with gr.Blocks(title="Stable Diffusion", analytics_enabled=False) as demo:
         json_box = gr.Textbox(settings_json(services.options), visible="hidden", elem_id="settings_json")
         quick = build_quicksettings(ctx, json_box)
+        problems = gr.HTML("", visible=False, elem_id="stored_value_problems")
         labels = order_tabs(
             [*builders, "Settings"], settings.get("ui_tab_order") or [], settings.get("hidden_tabs") or []
         )
@@ -123,8 +125,24 @@ def create_ui(
             wire_pnginfo_send(ctx, pnginfo_parts)
         gr.HTML(_footer(services), elem_id="footer")
         _show_current_settings(demo, ctx, setting_components, json_box)
+    registry = services.options.registry
+    replaced = [
+        f"{registry[key].label} ({key}): {reason}; using the default {registry[key].default!r}"
+        for key, reason in services.options.replaced.items()
+        if key in registry
+    ]
+    _report_stored_problems(problems, [*replaced, *ctx.ui_config.problems])
     ctx.ui_config.save_if_changed()
     return demo
+
+
+def _report_stored_problems(box: gr.HTML, problems: Sequence[str]) -> None:
+    """Stored settings / ui-config defaults that were refused at load, shown above the tabs."""
+    if not problems:
+        return
+    items = "".join(f"<li>{html.escape(p)}</li>" for p in problems)
+    box.value = f'<div class="stored-problems"><p>Stored values replaced by defaults:</p><ul>{items}</ul></div>'
+    box.visible = True
 
 
 def _building_tab(extension_host: Any, tab_id: str) -> AbstractContextManager[Any]:
@@ -242,21 +260,50 @@ class UiHost:
         )
 
     def reload(self) -> None:
-        """Build a fresh Blocks and swap it into the existing mount (runs its queue first)."""
+        """Build a fresh Blocks and swap it into the existing mount (runs its queue first).
+
+        Built in a thread of its own: inside a Gradio event handler (the "Reload UI" button) the
+        request's context would make Gradio treat the new components as dynamically rendered
+        ones of the running Blocks (they get no ids: "'Button' object has no attribute '_id'").
+        The new queue starts on the server's event loop when called from one of its workers."""
         with self._lock:
-            scratch = FastAPI()
-            blocks = self._create()
-            gr.mount_gradio_app(scratch, blocks, **self._mount_kwargs())
-            if self.after_mount is not None:
-                self.after_mount(scratch)
-            fresh = next(r for r in scratch.router.routes if isinstance(r, Mount) and r.path == "")
-            fresh.app.get_blocks().run_startup_events()  # type: ignore[attr-defined]
-            for route in self.app.router.routes:
-                if isinstance(route, Mount) and route.path == "":
-                    route.app = fresh.app
-            old, self.blocks = self.blocks, blocks
-            if old is not None and old._queue is not None:
-                old._queue.close()
+            built: list[tuple[gr.Blocks, Any]] = []
+            failure: list[BaseException] = []
+
+            def build() -> None:
+                try:
+                    built.append(self._build())
+                except BaseException as exc:  # re-raised in the caller's thread
+                    failure.append(exc)
+
+            worker = threading.Thread(target=build, name="reload-ui")
+            worker.start()
+            worker.join()
+            if failure:
+                raise failure[0]
+            blocks, fresh_app = built[0]
+            try:
+                anyio.from_thread.run_sync(self._swap, blocks, fresh_app)
+            except RuntimeError:  # not in a worker thread of the server's loop (tests, scripts)
+                self._swap(blocks, fresh_app)
+
+    def _build(self) -> tuple[gr.Blocks, Any]:
+        scratch = FastAPI()
+        blocks = self._create()
+        gr.mount_gradio_app(scratch, blocks, **self._mount_kwargs())
+        if self.after_mount is not None:
+            self.after_mount(scratch)
+        fresh = next(r for r in scratch.router.routes if isinstance(r, Mount) and r.path == "")
+        return blocks, fresh.app
+
+    def _swap(self, blocks: gr.Blocks, fresh_app: Any) -> None:
+        fresh_app.get_blocks().run_startup_events()
+        for route in self.app.router.routes:
+            if isinstance(route, Mount) and route.path == "":
+                route.app = fresh_app
+        old, self.blocks = self.blocks, blocks
+        if old is not None and old._queue is not None:
+            old._queue.close()
 
 
 def mount_ui(

@@ -283,7 +283,7 @@ def build_img2img(ctx: UiContext, counter: TokenCounter) -> Fields:
     targets.img2img_mode_tabs = editors["tabs"]
     targets.img2img_mode = mode
     ctx.ui_config.register_all("img2img", list(fields.values()))
-    params.start_at_demo_size(ctx, fields)
+    params.start_at_native_size(ctx, fields)
     return fields
 
 

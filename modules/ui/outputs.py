@@ -149,6 +149,13 @@ def _preview_data_uri(image: Image.Image) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
+def preview_at_output_size(image: Image.Image, size: tuple[int, int] | None) -> Image.Image:
+    """A cheap preview is latent-sized (1/8): shown scaled to the image being made."""
+    if size is None or image.size == size:
+        return image.copy()
+    return image.resize(size, Image.Resampling.BILINEAR)
+
+
 def gallery_items(ctx: UiContext, result: GenerationResult) -> list[Any]:
     """Saved files where they exist (offset by a leading grid), else PNG-able images with infotext."""
     saved = list(result.saved_paths)
@@ -181,7 +188,9 @@ def stream_job(
     for position in runner.stream(job, POLL_SECONDS):
         control = job.control
         if control.preview is not None and control.preview_id != preview_id:
-            preview_id, preview_uri = control.preview_id, _preview_data_uri(control.preview)
+            # A1111 shows the live preview where the result will be, at the output's size
+            preview = preview_at_output_size(control.preview, control.preview_size)
+            preview_id, preview_uri = control.preview_id, _preview_data_uri(preview)
         yield {panel.progress: progress_html(job, position, preview_uri)}
     try:
         result = job.wait()

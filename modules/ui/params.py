@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import random
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -13,7 +11,7 @@ import gradio as gr
 from modules.generation import samplers
 from modules.generation.latents import LATENT_UPSCALE_MODES
 from modules.generation.txt2img import BUILTIN_IMAGE_UPSCALERS
-from modules.models.builtin_checkpoints import DEMO_IMAGE_SIZE
+from modules.models.errors import ModelNotFound
 from modules.ui.common import Fields, UiContext, tool_button
 
 UI_DEFAULT_SAMPLER = "DPM++ 2M"
@@ -54,19 +52,20 @@ def size_controls(tab: str) -> Fields:
     return f
 
 
-def start_at_demo_size(ctx: UiContext, fields: Fields) -> None:
-    """With only the built-in demo model to draw with, Width and Height start at its 128x128 (at
-    512 it draws blobs: it never saw that size). Called after ui-config registration and never
-    stored: a size the user put in ui-config.json wins, and once a checkpoint of the user's is
-    listed the UI starts at 512 again."""
+def start_at_native_size(ctx: UiContext, fields: Fields) -> None:
+    """Width and Height start at the selected checkpoint's native size (the demo model 128, SD2-v
+    768, SDXL 1024: at 512 the demo model draws blobs, it never saw that size). Called after
+    ui-config registration and never stored: a size the user put in ui-config.json wins."""
     models = ctx.services.models
-    builtin = {Path(os.path.abspath(p)) for p in models.registry.builtin_files}
-    listed = models.list_checkpoints()
-    if not listed or any(Path(os.path.abspath(c.filename)) not in builtin for c in listed):
+    wanted = str(ctx.settings.get("sd_model_checkpoint") or "")
+    try:
+        checkpoint = models.find_checkpoint(wanted) if wanted else models.list_checkpoints()[0]
+    except (ModelNotFound, IndexError):
         return
+    side = models.native_size(checkpoint)
     for key in ("width", "height"):
         if fields[key].value == UI_DEFAULT_SIZE:
-            fields[key].value = DEMO_IMAGE_SIZE
+            fields[key].value = side
 
 
 def batch_and_cfg(tab: str) -> Fields:

@@ -101,7 +101,7 @@ def build_settings(
         return {result: result_html(outcome), json_box: settings_json(options)}
 
     submit.click(apply, inputs=[components[k] for k in keys], outputs=[result, json_box])
-    show_all.click(None, js="() => { gradioApp().getElementById('settings').classList.toggle('show-all-pages'); }")
+    show_all.click(None, js="() => { settingsShowAllPages(); }")
     if reload_ui is not None:
         restart.click(reload_ui, queue=False).then(
             None, js="() => { setTimeout(() => window.location.reload(), 1500); }"

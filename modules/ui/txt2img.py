@@ -49,7 +49,7 @@ def build_txt2img(ctx: UiContext, counter: TokenCounter) -> Fields:
     ctx.targets.fields["txt2img"] = fields
     ctx.targets.override_settings["txt2img"] = override
     ctx.ui_config.register_all("txt2img", list(fields.values()))
-    params.start_at_demo_size(ctx, fields)
+    params.start_at_native_size(ctx, fields)
     return fields
 
 

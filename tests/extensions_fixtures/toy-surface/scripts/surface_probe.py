@@ -81,6 +81,7 @@ def probe():
         "ckpt_dir": opts.ckpt_dir,
         "use_cpu": list(opts.use_cpu),
         "models_path": paths.models_path,
+        "outdir_txt2img_samples": shared.opts.outdir_txt2img_samples,
         "data_path": paths_internal.data_path,
         "extensions_dir": extensions.extensions_dir,
         "extensions_builtin_dir": extensions_builtin_dir,

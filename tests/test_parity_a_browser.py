@@ -1,0 +1,181 @@
+"""Issue 20 in a real browser: what an A1111 user sees on the Settings page, the gallery while a
+job runs and after Interrupt, and with stored defaults that are no longer valid."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.fixtures_models import TinyModelFiles
+from tests.ui_harness import (
+    ARTIFACTS,
+    LiveServer,
+    chromium,
+    open_page,
+    prepare_data_dir,
+    require_browser,
+    set_number,
+    start_server,
+)
+
+pytestmark = [pytest.mark.browser]
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModelFiles) -> Iterator[LiveServer]:
+    require_browser()
+    data = prepare_data_dir(tmp_path_factory.mktemp("parity-ui"), tiny_models, families=("sd1",))
+    # stored values no longer valid: a ui-config index where a choice belongs, a setting's old value
+    (data / "ui-config.json").write_text(
+        json.dumps({"img2img/Resize mode/value": 1, "txt2img/Sampling steps/value": -5})
+    )
+    (data / "config.json").write_text(json.dumps({"samples_format": "bmp-gone"}))
+    server = start_server(data)
+    server.services.options.set("sd_model_checkpoint", "tiny-sd1.safetensors")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def context(live: LiveServer) -> Iterator[Any]:
+    with chromium() as ctx:
+        yield ctx
+
+
+@pytest.fixture
+def page(context: Any, live: LiveServer) -> Iterator[Any]:
+    errors: list[str] = []
+    opened = open_page(context, live.url, errors)
+    opened.console_errors = errors
+    yield opened
+    opened.close()
+
+
+def open_tab(page: Any, label: str) -> None:
+    page.locator("#tabs [role=tablist]").first.get_by_role("tab", name=label, exact=True).click()
+
+
+def settings_page(page: Any, label: str) -> None:
+    """A settings page by its label, also one in the tab bar's overflow ("...") menu."""
+    open_tab(page, "Settings")
+    tab = page.locator("#settings [role=tablist]").first.get_by_role("tab", name=label, exact=True)
+    if tab.count():
+        tab.click()
+        return
+    page.locator("#settings .overflow-menu button").first.click()
+    page.locator("#settings .overflow-dropdown button", has_text=label).first.click()
+
+
+def visible_setting_ids(page: Any) -> list[str]:
+    return list(
+        page.evaluate(
+            "() => Array.from(document.querySelectorAll('#settings .setting-item'))"
+            ".filter(e => e.offsetParent !== null)"
+            ".map(e => (e.querySelector('[id^=setting_]') || {id: ''}).id)"
+        )
+    )
+
+
+def wait_for_result(page: Any, tab: str, timeout: float = 180) -> str:
+    page.wait_for_function(
+        f"() => {{ const el = document.querySelector('#html_info_{tab}');"
+        " return el && /Steps: |Error|Interrupted|No images/.test(el.innerText); }",
+        timeout=timeout * 1000,
+    )
+    return str(page.locator(f"#html_info_{tab}").inner_text())
+
+
+# --- tests ----------------------------------------------------------------------------------------
+
+
+def test_stored_values_no_longer_valid_are_named_replaced_and_generation_works(page: Any, live: LiveServer) -> None:
+    notice = page.locator("#stored_value_problems").inner_text()
+    assert "img2img/Resize mode/value" in notice and "txt2img/Sampling steps/value" in notice
+    assert "samples_format" in notice and "File format for images" in notice
+    stored = json.loads((live.services.paths.ui_config_file).read_text())
+    assert stored["img2img/Resize mode/value"] == "Just resize" and stored["txt2img/Sampling steps/value"] == 20
+    set_number(page, "txt2img_width", 64)
+    set_number(page, "txt2img_height", 64)
+    set_number(page, "txt2img_steps", 2)
+    page.locator("#txt2img_generate").click()
+    info = wait_for_result(page, "txt2img")
+    assert "Steps: 2" in info and "Size: 64x64" in info
+    assert page.locator("#txt2img_gallery img").count() >= 1
+
+
+def test_defaults_apply_stores_choices_not_indexes_and_reload_ui_works(page: Any, live: LiveServer) -> None:
+    settings_page(page, "Defaults")
+    page.locator("#ui_defaults_apply").click()
+    page.wait_for_function("() => /Wrote/.test(document.querySelector('#ui_defaults_review').innerText)")
+    stored = json.loads((live.services.paths.ui_config_file).read_text())
+    assert stored["img2img/Resize mode/value"] == "Just resize"
+    assert stored["img2img/Mask mode/value"] == "Inpaint masked"
+    assert stored["img2img/Inpaint area/value"] == "Whole picture"
+    assert all(not isinstance(v, int) or isinstance(v, bool) for k, v in stored.items() if k.endswith("Script/value"))
+    failed: list[int] = []
+    page.on("response", lambda r: failed.append(r.status) if r.status >= 500 else None)
+    with page.expect_navigation(timeout=120000):
+        page.locator("#settings_restart_gradio").click()
+    page.wait_for_selector("#txt2img_prompt textarea", timeout=120000)
+    assert failed == []
+
+
+def test_settings_search_and_show_all_see_every_page(page: Any) -> None:
+    open_tab(page, "Settings")
+    page.locator("#settings_search textarea, #settings_search input").first.fill("noise seed delta")
+    page.wait_for_function("() => document.querySelector('#settings.all-pages-rendered')", timeout=60000)
+    page.wait_for_function("() => document.querySelector('#setting_eta_noise_seed_delta') !== null")
+    assert visible_setting_ids(page) == ["setting_eta_noise_seed_delta"]  # a page never opened before
+    page.locator("#settings_search textarea, #settings_search input").first.fill("")
+    page.locator("#settings_show_all_pages").click()
+    page.wait_for_function("() => document.querySelector('#settings.show-all-pages')")
+    shown = set(visible_setting_ids(page))
+    for key in ("samples_format", "eta_noise_seed_delta", "show_progress_every_n_steps", "grid_format"):
+        assert f"setting_{key}" in shown, key
+
+
+def test_live_preview_fills_the_gallery_at_the_output_size_then_interrupt_keeps_the_image(
+    page: Any, live: LiveServer
+) -> None:
+    live.services.options.set("show_progress_every_n_steps", 1)
+    set_number(page, "txt2img_width", 128)
+    set_number(page, "txt2img_height", 96)
+    set_number(page, "txt2img_steps", 400)
+    page.locator("#txt2img_generate").click()
+    page.wait_for_function(  # a preview where the result will be, while the job runs
+        "() => { const img = document.querySelector('#txt2img_progress .livePreview img');"
+        " return img && img.complete && img.naturalWidth > 0; }",
+        timeout=120000,
+    )
+    size = page.evaluate(
+        "() => { const img = document.querySelector('#txt2img_progress .livePreview img');"
+        " const r = img.getBoundingClientRect(); return [img.naturalWidth, img.naturalHeight, r.width, r.height]; }"
+    )
+    gallery_width = page.evaluate("() => document.querySelector('#txt2img_gallery').getBoundingClientRect().width")
+    assert size[:2] == [128, 96]  # the output's size, not the 16x12 latent preview
+    assert size[2] >= 0.9 * gallery_width  # as wide as the gallery it stands over
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "parity-live-preview.png"))
+    page.locator("#txt2img_interrupt").click()
+    info = wait_for_result(page, "txt2img")
+    assert "Interrupted" in info and "Steps: 400" in info and "Size: 128x96" in info
+    data = json.loads(page.locator("#generation_info_txt2img textarea").input_value())
+    assert len(data["infotexts"]) == 1
+    assert page.locator("#txt2img_gallery img").count() >= 1
+
+
+def test_extra_network_card_titles_are_light_on_the_dark_strip(page: Any, live: LiveServer) -> None:
+    page.locator("#txt2img_extra_networks").get_by_text("Extra networks").first.click()
+    page.locator("#txt2img_extra_tabs [role=tablist]").first.get_by_role("tab", name="Checkpoints", exact=True).click()
+    name = page.locator("#txt2img_extra_tabs .card .name").first
+    name.wait_for(state="visible", timeout=30000)
+    colour = page.evaluate("el => getComputedStyle(el).color", name.element_handle())
+    channels = [int(c) for c in colour[colour.index("(") + 1 : colour.index(")")].split(",")[:3]]
+    assert min(channels) >= 200, colour  # white text on the rgba(0,0,0,.55) strip
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.locator("#txt2img_extra_tabs .card").first.screenshot(path=str(ARTIFACTS / "parity-card-title.png"))
