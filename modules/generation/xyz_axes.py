@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from modules.core.shared_options_a1111 import COMPAT as A1111_COMPAT
 from modules.extension_host.facade import current
 from modules.generation import samplers
 from modules.generation.xyz_values import AxisValueError, join_csv, parse_axis_values, split_values
@@ -61,7 +62,8 @@ def confirm_setting(key: str, label: str) -> Confirm:
     """Override axes need the setting to exist here (unknown keys would fail every cell)."""
 
     def confirm(p: Any, xs: list[Any]) -> None:
-        if key not in current().services.registry:
+        info = current().services.registry.options.get(key)
+        if info is None or info.section == A1111_COMPAT:  # stored for A1111 clients, no effect here
             raise AxisValueError(f"the {label!r} axis is not available in this web UI (no setting {key!r})")
 
     return confirm
