@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modules.core.jobs import JobControl
+from modules.core.jobs import JobControl, running_control
 from modules.core.options import OptionInfo as CoreOptionInfo
 from modules.core.options import OptionsRegistry
 from modules.core.paths import REPO_ROOT
@@ -421,10 +421,9 @@ class ExtensionHost:
     def process_images(self, p: Processing) -> Processed:
         """`processing.process_images(p)`: run `p` with the current job's control."""
         p.opts = self.services.options.view(p.override_settings)  # settings changed after p was made
-        control = CURRENT_CONTROL.get()
-        if control is None:
-            job = self.services.jobs.current()
-            control = job.control if job is not None else JobControl()
+        # the job's own control (never the queue's current job: that may be another user's);
+        # outside any job a fresh one, so Interrupt on someone else's job does not stop this run
+        control = CURRENT_CONTROL.get() or running_control() or JobControl()
         self.prepare_p(p)
         return Processed.of(self.services.generation.process(p, control))
 
