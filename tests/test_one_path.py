@@ -253,3 +253,24 @@ def test_hires_with_denoising_strength_zero_answers_200(open_server: LiveServer)
     assert r.status_code == 200, r.text
     image = decode_b64(r.json()["images"][0])
     assert image.size == (128, 128) and len(set(image.convert("L").getdata())) > 1
+
+
+def test_extras_tab_applies_the_api_size_limit(open_server: LiveServer, tmp_path: Path) -> None:
+    from gradio_client import handle_file
+
+    from tests.api_server import gradient
+
+    source = tmp_path / "source.png"
+    gradient(64).save(source)
+    client = gradio_client(open_server.url)
+    extras = event(client, "extras_generate", "click")
+    values = {"extras_image": handle_file(str(source)), "extras_upscaler_1": "Lanczos", "extras_upscaling_resize": 4}
+    options = open_server.services.options
+    options.set("api_max_pixels_per_image", 200 * 200)
+    try:
+        refused = client.predict(*extras.args(values), fn_index=extras.fn_index)
+        assert "upscaled image of 256x256" in str(refused) and "api_max_pixels_per_image" in str(refused)
+    finally:
+        options.set("api_max_pixels_per_image", 2048 * 2048)
+    done = extras.call(values)
+    assert len(done["extras_gallery"]) == 1

@@ -38,6 +38,7 @@ from modules.generation.processing import GenerationResult
 from modules.generation.requests import GenerationRequest, Img2ImgRequest, Txt2ImgRequest
 from modules.interrogate.service import INTERROGATORS, InterrogationService
 from modules.postprocessing import ExtrasParams, ExtrasResult, run_extras
+from modules.workflows.extras import check_extras_size
 from modules.workflows.generate import check_generation_request
 from modules.workflows.runner import JobKind
 
@@ -97,17 +98,6 @@ def extras_params(req: ExtrasBaseRequest) -> ExtrasParams:
     return ExtrasParams(**req.model_dump(include=set(ExtrasParams.model_fields)))
 
 
-def check_extras_size(image: Image.Image, req: ExtrasBaseRequest, ctx: ApiContext) -> None:
-    if req.upscaler_1 == "None":
-        return
-    if req.resize_mode == 1:
-        w, h = req.upscaling_resize_w, req.upscaling_resize_h
-        scale = max(w / image.width, h / image.height)
-        ctx.access.check_upscale(image.width, image.height, scale, (w, h) if req.upscaling_crop else None)
-    else:
-        ctx.access.check_upscale(image.width, image.height, req.upscaling_resize, None)
-
-
 def extras_image(image: Image.Image, result: ExtrasResult) -> Image.Image:
     """The processed image carrying the source's text chunks plus the postprocessing infotext."""
     out = result.image
@@ -157,7 +147,7 @@ def add_generation_routes(router: APIRouter, ctx: ApiContext) -> None:
         if not req.image:
             raise ApiError(404, "Image not found", "HTTPException")
         image = await run_in_threadpool(load_image_input, req.image, ctx.url_policy)
-        check_extras_size(image, req, ctx)
+        check_extras_size(ctx.access, image, extras_params(req))
         params = extras_params(req)
         job = ctx.submit(request, JobKind.EXTRAS, lambda _: run_extras(image, params, ctx.upscalers, ctx.faces))
         result: ExtrasResult = await ctx.runner.wait(job)
@@ -169,7 +159,7 @@ def add_generation_routes(router: APIRouter, ctx: ApiContext) -> None:
         policy = ctx.url_policy
         images = await run_in_threadpool(lambda: [load_image_input(f.data, policy) for f in req.imageList])
         for image in images:
-            check_extras_size(image, req, ctx)
+            check_extras_size(ctx.access, image, extras_params(req))
         params = extras_params(req)
 
         def run(_: Any) -> list[tuple[Image.Image, ExtrasResult]]:
