@@ -161,7 +161,7 @@ def run_pass(
     if spec.refiner is not None and models is not None:
         refiner_switch = _refiner_switch(models, spec, p, sampler, control, denoiser, model_sigmas, events)
 
-    last: list[torch.Tensor] = [x]  # what an interrupt keeps: the latest denoised prediction
+    last: list[torch.Tensor | None] = [None]  # what an interrupt keeps: the latest denoised prediction
 
     def on_step(info: samplers.StepInfo) -> None:
         last[0] = info.denoised
@@ -193,7 +193,11 @@ def run_pass(
         )
     except (JobInterrupted, JobSkipped):
         # A1111 keeps the work: what was made so far is decoded, saved and returned like a result
-        return last[0]
+        # (stopped before a first step, nothing was made: no image of pure noise)
+        kept = last[0]
+        if kept is None:
+            raise
+        return kept
     finally:
         if refiner_switch is not None:
             refiner_switch.close()
@@ -269,7 +273,7 @@ def _refiner_switch(
 
 def _extra_noise_hook(hooks: ScriptHooks | None, p: Processing) -> ExtraNoiseHook | None:
     """on_extra_noise: callbacks see (noise, init latent, noised latent) and may replace the noise."""
-    if not isinstance(hooks, ScriptHooks) or not hooks.wants("extra_noise"):
+    if hooks is None or not hooks.wants("extra_noise"):
         return None
 
     def hook(noise: torch.Tensor, x: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
