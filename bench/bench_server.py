@@ -94,7 +94,7 @@ def api_latency(requests: int) -> dict[str, Any]:
     from modules.core.cmd_args import parse_args
     from modules.models.families import ModelFamily
     from modules.server import build_app
-    from modules.testing.tiny_models import write_tiny_checkpoint
+    from tools.tiny_models import write_tiny_checkpoint
 
     data_dir = Path(tempfile.mkdtemp(prefix="bench-api-"))
     write_tiny_checkpoint(data_dir / "models" / "Stable-diffusion", ModelFamily.SD1)

@@ -91,7 +91,7 @@ def psnr(a: Image.Image, b: Image.Image) -> float:
 
 def checkpoint(setup: Setup, family: ModelFamily, folder: Path) -> Path:
     if setup.smoke:
-        from modules.testing.tiny_models import write_tiny_checkpoint
+        from tools.tiny_models import write_tiny_checkpoint
 
         return write_tiny_checkpoint(folder, family)
     from sdcheckpoints import ensure_checkpoint

@@ -10,8 +10,8 @@ from typing import Any
 from modules.extension_host.compat_runtime import CheckpointInfoView, SdModelView
 from modules.extension_host.facade import current
 from modules.models.hashes import legacy_model_hash
-from modules.models.identify import read_safetensors_header
 from modules.models.safe_load import load_state_dict
+from modules.models.safetensors_header import read_safetensors_header
 
 __all__ = [
     "CheckpointInfo",

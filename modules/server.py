@@ -27,11 +27,11 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from modules.access.limits import RequestLimits
 from modules.api.auth import Authenticator, LoginThrottle
 from modules.api.context import ApiContext, ServerControl, current_user
 from modules.api.errors import install_error_handlers
 from modules.api.files import add_file_routes, allowed_roots
-from modules.api.limits import RequestLimits
 from modules.api.login import AuthMiddleware, add_login_routes
 from modules.api.proxies import ProxyHeadersMiddleware, TrustedProxies
 from modules.api.security import HostPolicy, OriginPolicy, SecurityMiddleware
@@ -167,7 +167,7 @@ def build_app(
     @app.get("/internal/whoami", tags=["internal"])
     async def whoami(request: Request) -> dict[str, object]:
         user = current_user(request)
-        return {"user": user, "admin": auth.is_admin(user)}
+        return {"user": user, "admin": services.access.is_admin(user)}
 
     paths = services.paths
     shared = [*(args.gradio_allowed_path or []), *extension_file_roots(paths)]

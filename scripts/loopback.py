@@ -14,7 +14,7 @@ import math
 from typing import Any
 
 from modules import images, processing, scripts, shared
-from modules.generation.script_jobs import copy_p, grids_dir, overall_progress
+from modules.extension_host.script_jobs import copy_p, grids_dir, overall_progress
 
 CURVES = ("Aggressive", "Linear", "Lazy")
 

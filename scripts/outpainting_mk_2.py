@@ -18,8 +18,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from modules import images, processing, scripts, shared
+from modules.extension_host.script_jobs import copy_p, grids_dir, overall_progress
 from modules.generation.outpaint import DIRECTIONS, expansion, matched_noise
-from modules.generation.script_jobs import copy_p, grids_dir, overall_progress
 
 
 @dataclass(frozen=True)

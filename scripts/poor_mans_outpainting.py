@@ -13,9 +13,9 @@ from typing import Any
 from PIL import Image, ImageDraw
 
 from modules import images, processing, scripts, shared
+from modules.extension_host.script_jobs import copy_p, overall_progress
 from modules.generation.img2img import MASKED_CONTENT
 from modules.generation.outpaint import DIRECTIONS, Expansion, expansion
-from modules.generation.script_jobs import copy_p, overall_progress
 
 
 def _kept_box(grow: Expansion, inset: int) -> tuple[int, int, int, int]:

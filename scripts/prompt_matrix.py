@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from modules import images, processing, scripts, shared
-from modules.generation.script_jobs import copy_p, grids_dir, overall_progress
+from modules.extension_host.script_jobs import copy_p, grids_dir, overall_progress
 
 MAX_PARTS = 12  # 2**12 images is already far more than anyone wants in one grid
 

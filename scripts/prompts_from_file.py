@@ -14,8 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from modules import processing, scripts, shared
+from modules.extension_host.script_jobs import copy_p, model_restored, overall_progress
 from modules.generation import samplers
-from modules.generation.script_jobs import copy_p, model_restored, overall_progress
 
 
 def _bool(value: str) -> bool:

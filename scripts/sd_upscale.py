@@ -15,7 +15,7 @@ from typing import Any
 from PIL import Image
 
 from modules import images, processing, scripts, shared
-from modules.generation.script_jobs import copy_p, overall_progress
+from modules.extension_host.script_jobs import copy_p, overall_progress
 
 
 def _pick_upscaler(index: Any) -> Any:

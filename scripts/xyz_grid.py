@@ -2,7 +2,7 @@
 in a grid with legends (A1111's scripts/xyz_grid.py: same title, axis names and order, argument
 order, value syntax and infotext keys, so API clients that send `x_type` as an index work).
 
-Every cell runs on a copy of `p`; axes (modules/generation/xyz_axes.py) write settings into that
+Every cell runs on a copy of `p`; axes (modules/extension_host/xyz_axes.py) write settings into that
 copy's `override_settings`, and a Checkpoint/VAE axis leaves the previously active model (and its
 VAE) active again after the job.
 """
@@ -18,8 +18,8 @@ from typing import Any
 from PIL import Image
 
 from modules import images, processing, scripts, shared
-from modules.generation.script_jobs import copy_p, grids_dir, model_restored, overall_progress
-from modules.generation.xyz_axes import (
+from modules.extension_host.script_jobs import copy_p, grids_dir, model_restored, overall_progress
+from modules.extension_host.xyz_axes import (
     Axis,
     AxisOption,
     AxisValueError,

@@ -1,7 +1,7 @@
-"""Session-scoped tiny model files for model tests (import with `from tests.fixtures_models import *`).
+"""Session-scoped tiny model files for model tests (a plugin of tests/conftest.py: the `tiny_models` fixture is available everywhere).
 
 The files are written once per test session into a temporary folder by
-modules.testing.tiny_models (a few seconds). Tests that need an A1111-style data folder build
+tools.tiny_models (a few seconds). Tests that need an A1111-style data folder build
 one with `models_home()` and symlink the files they need into it.
 """
 
@@ -40,7 +40,7 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModelFiles:
     Every test module that star-imports this fixture gets its own fixture instance, so the files
     are written once per session into a fixed folder of the session's temp dir and reused.
     """
-    from modules.testing.tiny_models import DEFAULT_FAMILIES, write_all
+    from tools.tiny_models import DEFAULT_FAMILIES, write_all
 
     root = tmp_path_factory.getbasetemp() / "tiny-models"
     done = root / ".complete"

@@ -450,7 +450,11 @@ def test_xyz_plot_from_the_page(tmp_path: Path, tiny_models: TinyModelFiles) -> 
                 "?.value.includes('--prompt a dog')",
                 timeout=10000,
             )
-            page.wait_for_timeout(1500)  # the upload clears itself; that must not clear the text
+            page.wait_for_function(  # the upload clears itself (its file name goes); that must not clear the text
+                "() => !document.querySelector('#script_txt2img_prompts_from_file_or_textbox_file')"
+                ".innerText.includes('prompts.txt')",
+                timeout=10000,
+            )
             text = page.locator("#script_txt2img_prompts_from_file_or_textbox_prompt_txt textarea").input_value()
             assert text == "a cat\n--prompt a dog --steps 3\n"
             assert errors == []

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -85,6 +84,7 @@ print("ready", flush=True)
 for i in itertools.count():
     opts.set("samples_filename_pattern", f"{{i}}-{{big}}")
     opts.save()
+    print(i, flush=True)
 """
 
 
@@ -94,7 +94,8 @@ def test_config_survives_a_kill_during_writes(tmp_path: Path) -> None:
         [sys.executable, "-c", WRITER.format(repo=str(REPO), path=str(path))], stdout=subprocess.PIPE, text=True
     )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-    time.sleep(1.0)  # many saves happen; kill lands in the middle of one
+    while int(proc.stdout.readline()) < 20:  # many saves done and more going on: the kill lands in one
+        pass
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     data = json.loads(path.read_text())  # whole, parseable: old or new content, never half

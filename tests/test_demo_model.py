@@ -2,7 +2,7 @@
 
 The adherence tests load the committed checkpoint through ModelManager and generate through
 GenerationService, exactly as for any user checkpoint, and score the images with the judge of
-modules/demo/judge.py (hue votes of saturated pixels; fill ratio and top-half share of the shape).
+tools/demo/judge.py (hue votes of saturated pixels; fill ratio and top-half share of the shape).
 """
 
 from __future__ import annotations
@@ -15,9 +15,14 @@ import pytest
 import torch
 from PIL import Image, ImageFilter
 
-from modules.demo import train
-from modules.demo.dataset import COLOURS, SHAPES, Scene, caption, make_samples, random_scene, render
-from modules.demo.evaluate import (
+from modules.generation.infotext import parse_generation_parameters
+from modules.models.builtin_checkpoints import DEMO_CHECKPOINT, builtin_checkpoints
+from modules.models.identify import identify_file
+from modules.models.safetensors_header import read_safetensors_header
+from tests.fixtures_models import TinyModelFiles, link_into
+from tools.demo import train
+from tools.demo.dataset import COLOURS, SHAPES, Scene, caption, make_samples, random_scene, render
+from tools.demo.evaluate import (
     IMG2IMG_SCENES,
     DemoEnv,
     SamplingSettings,
@@ -29,12 +34,8 @@ from modules.demo.evaluate import (
     negative_prompt_effect,
     shape_adherence,
 )
-from modules.demo.judge import classify_shape, judge
-from modules.demo.model import IMAGE_SIZE, DemoArchitecture, demo_configs
-from modules.generation.infotext import parse_generation_parameters
-from modules.models.builtin_checkpoints import DEMO_CHECKPOINT, builtin_checkpoints
-from modules.models.identify import identify_file, read_safetensors_header
-from tests.fixtures_models import TinyModelFiles, link_into
+from tools.demo.judge import classify_shape, judge
+from tools.demo.model import IMAGE_SIZE, DemoArchitecture, demo_configs
 
 SAMPLING = SamplingSettings(steps=12, sampler_name="DPM++ 2M", cfg_scale=7.0)
 SEED = 1000

@@ -177,8 +177,8 @@ def test_fp8_layers_take_lora_in_compute_precision_and_stay_unchanged(tokenizer_
     from modules.networks.catalogue import NetworkCatalogue
     from modules.networks.options import NetworkOptions
     from modules.networks.testing import TinyModel, save_safetensors, unet_output
-    from modules.testing.tiny_models import tiny_pipeline
     from tests.fixtures_models import models_home
+    from tools.tiny_models import tiny_pipeline
 
     home: Paths = models_home(tmp_path)
     g = torch.Generator().manual_seed(3)

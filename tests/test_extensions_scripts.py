@@ -243,7 +243,7 @@ def test_shared_facade_views(host: ExtensionHost) -> None:
 
 def test_state_is_the_jobs_control_inside_a_job(host: ExtensionHost) -> None:
     from modules import shared
-    from modules.extension_host.runner import job_context
+    from modules.extension_host.job_context import job_context
 
     control = JobControl()
     with job_context(None, control):

@@ -18,9 +18,6 @@ from modules.core.cmd_args import parse_args
 from modules.core.devices import DevicePolicy
 from modules.core.jobs import JobControl
 from modules.core.paths import REPO_ROOT
-from modules.demo.dataset import Scene, render
-from modules.demo.evaluate import demo_env
-from modules.demo.judge import judge
 from modules.extension_host import facade
 from modules.extension_host.host import ExtensionHost
 from modules.generation.infotext import parse_generation_parameters
@@ -32,6 +29,9 @@ from modules.models.builtin_checkpoints import builtin_checkpoints
 from tests.api_server import b64_png, decode_b64, running_server
 from tests.fixtures_models import TinyModelFiles
 from tests.gen_env import GenEnv, env_services, pixels
+from tools.demo.dataset import Scene, render
+from tools.demo.evaluate import demo_env
+from tools.demo.judge import judge
 
 SCRIPTS = REPO_ROOT / "scripts"
 TITLES = ["SD upscale", "Loopback", "Poor man's outpainting", "Outpainting mk2", "img2img alternative test"]

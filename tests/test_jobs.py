@@ -50,7 +50,7 @@ def sized(n: int, data: bytearray) -> Callable[[JobControl], tuple[int, int]]:
 
 @pytest.fixture
 def queue() -> Iterator[LocalJobQueue]:
-    q = LocalJobQueue(admins=frozenset({"root"}))
+    q = LocalJobQueue(visible=lambda owner, user: user in (None, owner, "root") or owner is None)
     yield q
     q.shutdown()
 

@@ -23,8 +23,8 @@ from modules.models.layout import UNET_PREFIX, VAE_PREFIX, text_slots
 from modules.models.loader import _empty, load_single_file, text_encoders_of
 from modules.models.single_file import ComponentWeights, checkpoint_to_diffusers, diffusers_to_checkpoint
 from modules.models.tokenizer import tokenizer_dir
-from modules.testing.tiny_models import tiny_configs
-from tests.fixtures_models import *  # noqa: F403
+from tests.fixtures_models import TinyModelFiles
+from tools.tiny_models import tiny_configs
 
 PIPELINES = {
     ModelFamily.SD1: "StableDiffusionPipeline",
@@ -49,7 +49,7 @@ def _config_folder(configs: ModelConfigs, folder: Path, tokenizer_cache: Path) -
 @pytest.mark.parametrize("family", list(PIPELINES))
 def test_tiny_files_load_like_diffusers_from_single_file(
     family: ModelFamily,
-    tiny_models: TinyModelFiles,  # noqa: F405
+    tiny_models: TinyModelFiles,
     tokenizer_cache: Path,
     tmp_path: Path,
 ) -> None:

@@ -12,8 +12,9 @@ import torch
 
 from modules.models.errors import InvalidModelFile, ModelError
 from modules.models.families import FileKind, ModelFamily, is_inpaint, is_sdxl
-from modules.models.identify import identify_file, read_safetensors_header
-from tests.fixtures_models import *  # noqa: F403
+from modules.models.identify import identify_file
+from modules.models.safetensors_header import read_safetensors_header
+from tests.fixtures_models import TinyModelFiles, link_into
 
 
 def _write_safetensors(path: Path, tensors: dict[str, torch.Tensor]) -> Path:
@@ -43,7 +44,7 @@ def _no_tensor_reads(monkeypatch: pytest.MonkeyPatch) -> None:
     ],
 )
 def test_each_tiny_family_is_identified_from_its_header(
-    tiny_models: TinyModelFiles,  # noqa: F405
+    tiny_models: TinyModelFiles,
     family: str,
     expected_family: ModelFamily,
     prediction: str,
@@ -57,7 +58,7 @@ def test_each_tiny_family_is_identified_from_its_header(
     assert is_sdxl(found.family) == family.startswith("sdxl")
 
 
-def test_sd2_without_yaml_is_left_to_the_numeric_check(tiny_models: TinyModelFiles) -> None:  # noqa: F405
+def test_sd2_without_yaml_is_left_to_the_numeric_check(tiny_models: TinyModelFiles) -> None:
     found = identify_file(tiny_models.checkpoint("sd2"))
     assert (found.family, found.prediction_type, found.needs_v_check) == (ModelFamily.SD2, None, True)
 
@@ -70,19 +71,19 @@ def test_sd2_without_yaml_is_left_to_the_numeric_check(tiny_models: TinyModelFil
     ],
 )
 def test_sibling_yaml_decides_sd2_eps_or_v(
-    tiny_models: TinyModelFiles,  # noqa: F405
+    tiny_models: TinyModelFiles,
     tmp_path: Path,
     yaml_text: str,
     family: ModelFamily,
     prediction: str,
 ) -> None:
-    model = link_into(tmp_path, tiny_models.checkpoint("sd2"), "custom.safetensors")  # noqa: F405
+    model = link_into(tmp_path, tiny_models.checkpoint("sd2"), "custom.safetensors")
     (tmp_path / "custom.yaml").write_text(yaml_text)
     found = identify_file(model)
     assert (found.family, found.prediction_type, found.needs_v_check) == (family, prediction, False)
 
 
-def test_standalone_vae_file_is_a_vae(tiny_models: TinyModelFiles) -> None:  # noqa: F405
+def test_standalone_vae_file_is_a_vae(tiny_models: TinyModelFiles) -> None:
     assert identify_file(tiny_models.vae).kind == FileKind.VAE
 
 
@@ -128,7 +129,7 @@ def test_header_parser_returns_shapes_and_metadata(tmp_path: Path) -> None:
     assert header["__metadata__"] == {"ss_network_dim": "4"}
 
 
-def test_truncated_safetensors_is_a_clear_error(tiny_models: TinyModelFiles, tmp_path: Path) -> None:  # noqa: F405
+def test_truncated_safetensors_is_a_clear_error(tiny_models: TinyModelFiles, tmp_path: Path) -> None:
     data = tiny_models.checkpoint("sd1").read_bytes()
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(data[: len(data) // 2])

@@ -24,7 +24,7 @@ from modules.models.families import ModelFamily
 from modules.models.hashes import HashCache, legacy_model_hash
 from modules.models.manager import LoadedModel, ModelManager
 from modules.models.vae import VaeNotFound
-from tests.fixtures_models import *  # noqa: F403
+from tests.fixtures_models import TinyModelFiles, link_into, models_home
 from tests.test_models_safe_load import write_malicious_ckpt
 
 
@@ -35,14 +35,14 @@ def make_manager(paths: Paths, cache_size: int = 0) -> ModelManager:
 
 
 @pytest.fixture
-def home(tmp_path: Path, tiny_models: TinyModelFiles) -> Paths:  # noqa: F405
+def home(tmp_path: Path, tiny_models: TinyModelFiles) -> Paths:
     """models/Stable-diffusion with sd1 (under sub/), sd1-inpaint, sdxl, refiner; models/VAE with the tiny VAE."""
-    paths = models_home(tmp_path / "data")  # noqa: F405
-    link_into(paths.ckpt_dir / "sub", tiny_models.checkpoint("sd1"), "model.safetensors")  # noqa: F405
-    link_into(paths.ckpt_dir, tiny_models.checkpoint("sd1-inpaint"))  # noqa: F405
-    link_into(paths.ckpt_dir, tiny_models.checkpoint("sdxl"))  # noqa: F405
-    link_into(paths.ckpt_dir, tiny_models.checkpoint("sdxl-refiner"))  # noqa: F405
-    link_into(paths.vae_dir, tiny_models.vae, "tiny-vae.safetensors")  # noqa: F405
+    paths = models_home(tmp_path / "data")
+    link_into(paths.ckpt_dir / "sub", tiny_models.checkpoint("sd1"), "model.safetensors")
+    link_into(paths.ckpt_dir, tiny_models.checkpoint("sd1-inpaint"))
+    link_into(paths.ckpt_dir, tiny_models.checkpoint("sdxl"))
+    link_into(paths.ckpt_dir, tiny_models.checkpoint("sdxl-refiner"))
+    link_into(paths.vae_dir, tiny_models.vae, "tiny-vae.safetensors")
     return paths
 
 
@@ -111,8 +111,8 @@ def test_unknown_checkpoint_lists_what_is_there(home: Paths) -> None:
         manager.find_checkpoint("nothing-like-this")
 
 
-def test_vae_files_in_the_checkpoint_folder_are_not_checkpoints(home: Paths, tiny_models: TinyModelFiles) -> None:  # noqa: F405
-    link_into(home.ckpt_dir / "sub", tiny_models.vae, "model.vae.safetensors")  # noqa: F405
+def test_vae_files_in_the_checkpoint_folder_are_not_checkpoints(home: Paths, tiny_models: TinyModelFiles) -> None:
+    link_into(home.ckpt_dir / "sub", tiny_models.vae, "model.vae.safetensors")
     manager = make_manager(home)
     assert all(".vae." not in c.name for c in manager.list_checkpoints())
     assert [v.name for v in manager.list_vaes()] == ["model.vae.safetensors", "tiny-vae.safetensors"]
@@ -165,7 +165,7 @@ def test_policy_dtypes_are_applied(home: Paths) -> None:
     assert model.checkpoint.sha256 is None  # hash_cache=None is --no-hashing
 
 
-def test_ckpt_file_loads_the_same_weights(home: Paths, tiny_models: TinyModelFiles) -> None:  # noqa: F405
+def test_ckpt_file_loads_the_same_weights(home: Paths, tiny_models: TinyModelFiles) -> None:
     state = safetensors.torch.load_file(str(tiny_models.checkpoint("sd1")))
     torch.save({"state_dict": state, "global_step": 1}, home.ckpt_dir / "pickled.ckpt")
     manager = make_manager(home)
@@ -174,7 +174,7 @@ def test_ckpt_file_loads_the_same_weights(home: Paths, tiny_models: TinyModelFil
     assert all(torch.equal(a[k], b[k]) for k in b)
 
 
-def _write_bad_files(home: Paths, tiny_models: TinyModelFiles, marker: Path) -> dict[str, type[ModelError]]:  # noqa: F405
+def _write_bad_files(home: Paths, tiny_models: TinyModelFiles, marker: Path) -> dict[str, type[ModelError]]:
     """One of each kind of file that must not load as a checkpoint -> the error it must raise."""
     good = tiny_models.checkpoint("sd1")
     safetensors.torch.save_file(
@@ -201,7 +201,7 @@ def _write_bad_files(home: Paths, tiny_models: TinyModelFiles, marker: Path) -> 
     }
 
 
-def test_failed_loads_keep_the_previous_model_active(home: Paths, tiny_models: TinyModelFiles) -> None:  # noqa: F405
+def test_failed_loads_keep_the_previous_model_active(home: Paths, tiny_models: TinyModelFiles) -> None:
     marker = home.data_dir / "pwned"
     bad_files = _write_bad_files(home, tiny_models, marker)
     manager = make_manager(home)
@@ -222,9 +222,9 @@ def test_failed_loads_keep_the_previous_model_active(home: Paths, tiny_models: T
 
 
 @pytest.fixture
-def three_models(home: Paths, tiny_models: TinyModelFiles) -> Paths:  # noqa: F405
+def three_models(home: Paths, tiny_models: TinyModelFiles) -> Paths:
     for name in ("a", "b", "c"):
-        link_into(home.ckpt_dir, tiny_models.checkpoint("sd1"), f"{name}.safetensors")  # noqa: F405
+        link_into(home.ckpt_dir, tiny_models.checkpoint("sd1"), f"{name}.safetensors")
     return home
 
 
@@ -332,8 +332,8 @@ def test_vae_swap_changes_the_image_and_swapping_back_restores_it(home: Paths) -
     assert manager.disk_loads == 1  # the checkpoint was never reloaded
 
 
-def test_automatic_vae_picks_the_file_named_after_the_checkpoint(home: Paths, tiny_models: TinyModelFiles) -> None:  # noqa: F405
-    link_into(home.ckpt_dir / "sub", tiny_models.vae, "model.vae.safetensors")  # noqa: F405
+def test_automatic_vae_picks_the_file_named_after_the_checkpoint(home: Paths, tiny_models: TinyModelFiles) -> None:
+    link_into(home.ckpt_dir / "sub", tiny_models.vae, "model.vae.safetensors")
     manager = make_manager(home)
     model = manager.load("model")  # vae="Automatic" by default
     assert model.vae_info is not None
@@ -342,7 +342,7 @@ def test_automatic_vae_picks_the_file_named_after_the_checkpoint(home: Paths, ti
     assert other.vae_info is None
 
 
-def test_bad_vae_choices_are_clear_errors_and_change_nothing(home: Paths, tiny_models: TinyModelFiles) -> None:  # noqa: F405
+def test_bad_vae_choices_are_clear_errors_and_change_nothing(home: Paths, tiny_models: TinyModelFiles) -> None:
     manager = make_manager(home)
     model = manager.load("model", vae="None")
     before = decode(model)
@@ -353,7 +353,7 @@ def test_bad_vae_choices_are_clear_errors_and_change_nothing(home: Paths, tiny_m
     safetensors.torch.save_file(state, str(home.vae_dir / "wrong-shape.safetensors"))
     with pytest.raises(UnsupportedModel, match="wrong-shape.safetensors does not fit"):
         manager.set_vae(model, "wrong-shape.safetensors")
-    link_into(home.vae_dir, tiny_models.checkpoint("sdxl-refiner"), "not-a-vae.safetensors")  # noqa: F405
+    link_into(home.vae_dir, tiny_models.checkpoint("sdxl-refiner"), "not-a-vae.safetensors")
     safetensors.torch.save_file(
         {"lora_te_x.lora_down.weight": torch.zeros(2, 2)}, str(home.vae_dir / "lora.safetensors")
     )
@@ -363,8 +363,8 @@ def test_bad_vae_choices_are_clear_errors_and_change_nothing(home: Paths, tiny_m
     assert torch.equal(decode(model), before)
 
 
-def test_vae_from_a_full_checkpoint_file_can_be_used(home: Paths, tiny_models: TinyModelFiles) -> None:  # noqa: F405
-    link_into(home.vae_dir, tiny_models.checkpoint("sd1-inpaint"), "from-checkpoint.safetensors")  # noqa: F405
+def test_vae_from_a_full_checkpoint_file_can_be_used(home: Paths, tiny_models: TinyModelFiles) -> None:
+    link_into(home.vae_dir, tiny_models.checkpoint("sd1-inpaint"), "from-checkpoint.safetensors")
     manager = make_manager(home)
     model = manager.load("model", vae="from-checkpoint.safetensors")
     donor = manager.load("tiny-sd1-inpaint", vae="None")

@@ -17,8 +17,8 @@ from modules.models.hashes import HashCache
 from modules.models.identify import identify_file
 from modules.models.loader import is_v_prediction, save_diffusers_folder, save_single_file
 from modules.models.manager import LoadedModel, ModelManager
-from modules.testing import tiny_models as generator
-from tests.fixtures_models import *  # noqa: F403
+from tests.fixtures_models import TinyModelFiles, link_into, models_home
+from tools import tiny_models as generator
 
 
 def make_manager(paths: Paths, policy: DevicePolicy | None = None) -> ModelManager:
@@ -52,7 +52,7 @@ def _outputs(model: LoadedModel) -> dict[str, torch.Tensor]:
 def test_diffusers_folder_and_single_file_load_to_identical_models(
     family: ModelFamily, tmp_path: Path, tokenizer_cache: Path
 ) -> None:
-    paths = models_home(tmp_path / "data")  # noqa: F405
+    paths = models_home(tmp_path / "data")
     pipe = generator.tiny_pipeline(family, tokenizer_cache, seed=3)
     save_diffusers_folder(pipe, paths.ckpt_dir / "as-folder")
     save_single_file(pipe, family, paths.ckpt_dir / "as-file.safetensors")
@@ -99,11 +99,11 @@ def test_sd2_without_yaml_follows_the_numeric_check(home_sd2: Paths) -> None:
 
 
 @pytest.fixture
-def home_sd2(tmp_path: Path, tiny_models: TinyModelFiles) -> Paths:  # noqa: F405
-    paths = models_home(tmp_path / "data")  # noqa: F405
-    link_into(paths.ckpt_dir, tiny_models.checkpoint("sd2"))  # noqa: F405
-    link_into(paths.ckpt_dir, tiny_models.checkpoint("sd2-v"))  # noqa: F405
-    link_into(paths.ckpt_dir, tiny_models.checkpoint("sd2-v").with_suffix(".yaml"))  # noqa: F405
+def home_sd2(tmp_path: Path, tiny_models: TinyModelFiles) -> Paths:
+    paths = models_home(tmp_path / "data")
+    link_into(paths.ckpt_dir, tiny_models.checkpoint("sd2"))
+    link_into(paths.ckpt_dir, tiny_models.checkpoint("sd2-v"))
+    link_into(paths.ckpt_dir, tiny_models.checkpoint("sd2-v").with_suffix(".yaml"))
     return paths
 
 
@@ -135,7 +135,7 @@ def test_numeric_v_check_follows_a1111(factor: float, is_v: bool) -> None:
 )
 def test_vram_modes_map_to_diffusers_offload(
     tmp_path: Path,
-    tiny_models: TinyModelFiles,  # noqa: F405
+    tiny_models: TinyModelFiles,
     monkeypatch: pytest.MonkeyPatch,
     mode: VramMode,
     sdxl_only: bool,
@@ -156,8 +156,8 @@ def test_vram_modes_map_to_diffusers_offload(
 
     for name in ("enable_model_cpu_offload", "enable_sequential_cpu_offload", "remove_all_hooks", "to"):
         monkeypatch.setattr(pipeline, name, record(name))
-    paths = models_home(tmp_path / "data")  # noqa: F405
-    link_into(paths.ckpt_dir, tiny_models.checkpoint("sd1"))  # noqa: F405
+    paths = models_home(tmp_path / "data")
+    link_into(paths.ckpt_dir, tiny_models.checkpoint("sd1"))
     cpu = torch.device("cpu")
     policy = DevicePolicy(cpu, torch.float32, torch.float32, torch.float32, vram_mode=mode, medvram_sdxl_only=sdxl_only)
     manager = make_manager(paths, policy)
@@ -191,9 +191,9 @@ def test_fixture_command_rejects_unknown_families(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("family", [ModelFamily.SD1, ModelFamily.SDXL])
-def test_loaded_pipelines_generate_an_image(family: ModelFamily, tiny_models: TinyModelFiles, tmp_path: Path) -> None:  # noqa: F405
-    paths = models_home(tmp_path / "data")  # noqa: F405
-    link_into(paths.ckpt_dir, tiny_models.checkpoint(family))  # noqa: F405
+def test_loaded_pipelines_generate_an_image(family: ModelFamily, tiny_models: TinyModelFiles, tmp_path: Path) -> None:
+    paths = models_home(tmp_path / "data")
+    link_into(paths.ckpt_dir, tiny_models.checkpoint(family))
     model = make_manager(paths).load(f"tiny-{family.value}")
     model.pipe.set_progress_bar_config(disable=True)
     image = model.pipe(

@@ -13,7 +13,7 @@ import torch
 
 from modules.models.errors import InvalidModelFile, UnsafeModelFile
 from modules.models.safe_load import load_pickle, load_state_dict
-from tests.fixtures_models import *  # noqa: F403
+from tests.fixtures_models import TinyModelFiles
 
 
 class _Payload:
@@ -50,7 +50,7 @@ def test_disabling_safe_unpickle_loads_with_full_pickle(tmp_path: Path) -> None:
 
 
 def test_ckpt_with_lightning_wrapper_loads_same_tensors_as_safetensors(
-    tiny_models: TinyModelFiles,  # noqa: F405
+    tiny_models: TinyModelFiles,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -100,7 +100,7 @@ def test_unknown_extension_is_refused(tmp_path: Path) -> None:
         load_state_dict(path)
 
 
-def test_damaged_safetensors_data_is_an_invalid_file(tiny_models: TinyModelFiles, tmp_path: Path) -> None:  # noqa: F405
+def test_damaged_safetensors_data_is_an_invalid_file(tiny_models: TinyModelFiles, tmp_path: Path) -> None:
     data = bytearray(tiny_models.vae.read_bytes())
     path = tmp_path / "cut.safetensors"
     path.write_bytes(bytes(data[:-10]))

@@ -26,7 +26,6 @@ from modules.models.manager import ModelManager
 from modules.networks.activation import NetworkActivator
 from modules.networks.options import NETWORK_OPTIONS
 from modules.networks.testing import a1111_embedding, a1111_hypernetwork, save_safetensors, save_torch
-from tests.fixtures_models import *  # noqa: F403
 from tests.fixtures_models import TinyModelFiles, link_into, models_home
 
 TO_K = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_k"  # tiny SD1: [64, 32]

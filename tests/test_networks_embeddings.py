@@ -21,8 +21,8 @@ from modules.networks.catalogue import NetworkCatalogue
 from modules.networks.embeddings import EmbeddingDatabase, embedding_from_data, read_embedding
 from modules.networks.image_embedding import embedding_from_pixels, lcg_stream
 from modules.networks.testing import TinyModel, a1111_embedding, save_embedding_image, save_torch
-from modules.testing.tiny_models import tiny_pipeline
 from tests.fixtures_models import models_home
+from tools.tiny_models import tiny_pipeline
 
 
 @pytest.fixture(scope="module")

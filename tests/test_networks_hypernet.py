@@ -18,8 +18,8 @@ from modules.networks.catalogue import NetworkCatalogue
 from modules.networks.hypernetworks import UnsupportedHypernetwork, load_hypernetwork
 from modules.networks.options import NetworkOptions
 from modules.networks.testing import Snapshot, TinyModel, a1111_hypernetwork, save_torch, unet_output
-from modules.testing.tiny_models import tiny_pipeline
 from tests.fixtures_models import models_home
+from tools.tiny_models import tiny_pipeline
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ from modules.networks.catalogue import NetworkCatalogue
 from modules.networks.lora_formats import parse_network
 from modules.networks.options import NetworkOptions
 from modules.networks.testing import Snapshot, TinyModel, randn, save_safetensors, unet_output
-from modules.testing.tiny_models import tiny_pipeline
 from tests.fixtures_models import models_home
+from tools.tiny_models import tiny_pipeline
 
 
 @pytest.fixture(scope="module")

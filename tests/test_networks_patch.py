@@ -20,8 +20,8 @@ from modules.networks.catalogue import NetworkCatalogue
 from modules.networks.lora_formats import LoraUpdate, fit_to_shape
 from modules.networks.options import NetworkOptions
 from modules.networks.testing import Snapshot, TinyModel, save_safetensors, unet_output
-from modules.testing.tiny_models import tiny_pipeline
 from tests.fixtures_models import models_home
+from tools.tiny_models import tiny_pipeline
 
 TO_K = "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k"  # [64, 32] in tiny SD1
 TO_K_KOHYA = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_k"
@@ -245,7 +245,7 @@ def test_every_format_at_weight_zero_is_the_base_and_is_restored_after(
 )
 def test_layer_names_of_other_families(family: ModelFamily, names: dict[str, tuple[str, str]]) -> None:
     from modules.networks.keymap import ModelLayers
-    from modules.testing.tiny_models import tiny_parts
+    from tools.tiny_models import tiny_parts
 
     parts = tiny_parts(family)
     layers = ModelLayers(parts.unet, parts.text_encoders, family)

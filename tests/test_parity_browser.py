@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from modules.core.paths import REPO_ROOT
-from modules.demo.dataset import Scene, render
 from tests.fixtures_models import TinyModelFiles
 from tests.ui_harness import (
     LiveServer,
@@ -24,6 +23,7 @@ from tests.ui_harness import (
     serve,
     set_number,
 )
+from tools.demo.dataset import Scene, render
 
 pytestmark = [pytest.mark.browser]
 

@@ -15,9 +15,9 @@ from modules.generation.speed import SpeedSettings, speed_patches
 from modules.generation.speed.attention import attention_backend, resolve_attention
 from modules.generation.speed.vae import VaeMode, vae_mode
 from modules.models.families import ModelFamily
-from modules.testing.tiny_models import tiny_parts
 from tests.fixtures_models import TinyModelFiles
 from tests.gen_env import GenEnv, make_env, pixels
+from tools.tiny_models import tiny_parts
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -12,9 +12,9 @@ import torch
 from modules.generation.infotext import parse_generation_parameters
 from modules.generation.speed.tome import grid_partition, plan_merge, token_merging
 from modules.models.families import ModelFamily
-from modules.testing.tiny_models import tiny_parts
 from tests.fixtures_models import TinyModelFiles
 from tests.gen_env import GenEnv, make_env, pixels
+from tools.tiny_models import tiny_parts
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -3,16 +3,17 @@ dataset checks and batching, request models, the files training writes (A1111 ke
 
 from __future__ import annotations
 
-import argparse
 import random
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 from PIL import Image
 from pydantic import ValidationError
 
+from modules.app.bootstrap import build_services
+from modules.core.cmd_args import parse_args
+from modules.core.devices import DevicePolicy
 from modules.models.safe_load import load_pickle
 from modules.networks.embeddings import read_embedding
 from modules.networks.hypernetworks import load_hypernetwork
@@ -43,7 +44,6 @@ from modules.train.requests import (
     TrainHypernetworkRequest,
 )
 from modules.train.schedule import RateSegment, ScheduleCursor, parse_schedule
-from modules.train.service import build_training_service
 from modules.train.templates import DEFAULT_TEMPLATES_DIR, list_templates, read_template
 
 # --- learning-rate schedule -----------------------------------------------------------------
@@ -448,14 +448,20 @@ def test_preprocess_folder_writes_images_and_captions(tmp_path: Path) -> None:
 
 
 def test_service_reads_the_templates_flag_and_unpickle_flag(tmp_path: Path) -> None:
-    (tmp_path / "mine.txt").write_text("a [name]\n", encoding="utf-8")
-    args = argparse.Namespace(textual_inversion_templates_dir=str(tmp_path), disable_safe_unpickle=True)
-    services = SimpleNamespace(args=args, paths=None, models=None, options=None, generation=None)
-    training = build_training_service(services)  # type: ignore[arg-type]
-    assert training.ctx.templates_dir == tmp_path and training.ctx.safe_unpickle is False
-    assert training.template_names() == ["mine.txt"]
-    default = build_training_service(SimpleNamespace(**{**vars(services), "args": argparse.Namespace()}))  # type: ignore[arg-type]
-    assert default.ctx.templates_dir == DEFAULT_TEMPLATES_DIR and default.ctx.safe_unpickle is True
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "mine.txt").write_text("a [name]\n", encoding="utf-8")
+    flags = ["--textual-inversion-templates-dir", str(templates), "--disable-safe-unpickle"]
+    services = build_services(parse_args(["--data-dir", str(tmp_path / "a"), *flags]), policy=DevicePolicy.cpu())
+    default = build_services(parse_args(["--data-dir", str(tmp_path / "b")]), policy=DevicePolicy.cpu())
+    try:
+        training = services.training
+        assert training.ctx.templates_dir == templates and training.ctx.safe_unpickle is False
+        assert training.template_names() == ["mine.txt"]
+        assert default.training.ctx.templates_dir == DEFAULT_TEMPLATES_DIR and default.training.ctx.safe_unpickle
+    finally:
+        services.jobs.shutdown(timeout=5)
+        default.jobs.shutdown(timeout=5)
 
 
 @pytest.mark.parametrize("sizes", [[{"a": 1}], [None], ["big"], [[768]]])

@@ -278,7 +278,11 @@ def test_inpaint_mask_drawn_with_mouse_keeps_pixels_outside(fresh_page: Any, liv
             page.wait_for_selector("#txt2img_prompt textarea", timeout=30000)
     canvas = page.locator("#img2maskimg canvas").first
     canvas.wait_for(timeout=30000)
-    time.sleep(1.0)
+    page.wait_for_function(  # laid out at its size before the stroke is drawn on it
+        "() => { const c = document.querySelector('#img2maskimg canvas');"
+        " return !!c && c.width > 0 && c.getBoundingClientRect().width > 0; }",
+        timeout=30000,
+    )
     box = canvas.bounding_box()
     cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     page.mouse.move(cx - 10, cy)
@@ -340,8 +344,7 @@ def test_every_tab_renders_without_console_errors(page: Any, live: LiveServer) -
     labels = ["txt2img", "img2img", "Extras", "PNG Info", "Checkpoint Merger", "Train", "Settings"]
     for label in labels:
         open_tab(page, label)
-        time.sleep(0.4)
-        assert page.evaluate("() => get_uiCurrentTab().textContent.trim()") == label
+        page.wait_for_function("(label) => get_uiCurrentTab().textContent.trim() === label", arg=label, timeout=10000)
         page.screenshot(path=str(ARTIFACTS / f"tab_{label.replace(' ', '_').lower()}.png"), full_page=True)
     for elem_id in (
         "txt2img_prompt",
@@ -368,7 +371,9 @@ def test_mobile_viewport_has_no_horizontal_scroll(browser_context: Any, live: Li
     try:
         errors: list[str] = []
         page = open_page(context, live.url, errors)
-        time.sleep(0.5)
+        page.wait_for_function(
+            "() => document.readyState === 'complete' && !!document.querySelector('#txt2img_gallery')"
+        )
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "mobile_txt2img.png"), full_page=True)
         width = page.evaluate("() => document.documentElement.scrollWidth")

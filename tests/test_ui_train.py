@@ -13,6 +13,7 @@ import gradio as gr
 import pytest
 from PIL import Image, ImageDraw
 
+from modules.access.policy import Caller
 from modules.app.bootstrap import build_services
 from modules.core.cmd_args import parse_args
 from modules.core.devices import DevicePolicy
@@ -46,6 +47,8 @@ from tests.ui_harness import (
     set_number,
     start_server,
 )
+
+LOCAL = Caller(None, "127.0.0.1")  # the local user of a server without logins
 
 SD1_TITLE_PREFIX = "tiny-sd1.safetensors"
 
@@ -161,20 +164,20 @@ def test_bad_dataset_shows_clear_error_and_writes_nothing(ui: UiContext, service
     log_root = services.paths.data_dir / "textual_inversion"
     logs_before = sorted(log_root.rglob("*")) if log_root.exists() else []
     for folder in (empty, tmp_path / "missing"):
-        final = wait_until_done(train_action(ui, "embedding", train_values("badset", folder), None))
+        final = wait_until_done(train_action(ui, "embedding", train_values("badset", folder), LOCAL))
         assert final.done and final.outcome is not None and "Error" in final.outcome
         assert final.output is not None and final.output.startswith("train embedding error:")
         assert str(folder.name) in final.outcome or "image" in final.outcome.lower()
     assert path.read_bytes() == before
     assert (sorted(log_root.rglob("*")) if log_root.exists() else []) == logs_before
-    unknown = wait_until_done(train_action(ui, "embedding", train_values("nosuch", make_images(tmp_path / "d")), None))
+    unknown = wait_until_done(train_action(ui, "embedding", train_values("nosuch", make_images(tmp_path / "d")), LOCAL))
     assert unknown.outcome is not None and "not found" in unknown.outcome
 
 
 def test_train_streams_progress_then_result(ui: UiContext, services: Services, tmp_path: Path) -> None:
     create_embedding_action(ui, {"name": "streamed", "init_text": "ball", "num_vectors_per_token": 1})
     data = make_images(tmp_path / "data")
-    views: list[TrainView] = list(train_action(ui, "embedding", train_values("streamed", data, steps=4), None))
+    views: list[TrainView] = list(train_action(ui, "embedding", train_values("streamed", data, steps=4), LOCAL))
     assert views[0].task_id, "the first view carries the job id (for Interrupt)"
     final = views[-1]
     assert isinstance(final.result, TrainResult), final.outcome
@@ -192,7 +195,7 @@ def test_train_hypernetwork_uses_its_own_rate_and_save_interval(
     )
     values = train_values("", make_images(tmp_path / "d"), train_hypernetwork="hnrun", steps=2, save_every=1)
     values["template_filename"] = "hypernetwork.txt"
-    final = wait_until_done(train_action(ui, "hypernetwork", values, None))
+    final = wait_until_done(train_action(ui, "hypernetwork", values, LOCAL))
     assert isinstance(final.result, TrainResult), final.outcome
     assert final.result.kind == "hypernetwork" and final.result.step == 2
     assert final.result.learn_rates[0] == pytest.approx(1e-5)  # the hypernetwork box, not the embedding one
@@ -217,7 +220,7 @@ def test_request_reads_txt2img_preview_fields_only_when_asked() -> None:
 
 def test_interrupt_stops_training_and_keeps_file(ui: UiContext, services: Services, tmp_path: Path) -> None:
     create_embedding_action(ui, {"name": "stopme", "init_text": "*", "num_vectors_per_token": 1})
-    views = train_action(ui, "embedding", train_values("stopme", make_images(tmp_path / "d"), steps=5000), None)
+    views = train_action(ui, "embedding", train_values("stopme", make_images(tmp_path / "d"), steps=5000), LOCAL)
     first = next(views)
     for view in views:
         if view.seen_steps and view.seen_steps[-1] >= 1:
@@ -233,7 +236,7 @@ def test_interrupt_stops_training_and_keeps_file(ui: UiContext, services: Servic
 def test_preprocess_writes_sized_images_and_captions(ui: UiContext, tmp_path: Path) -> None:
     src = make_images(tmp_path / "src", count=2, size=96)
     values = {"process_src": str(src), "process_dst": str(tmp_path / "dst"), "process_width": 64}
-    final = wait_until_done(preprocess_action(ui, values | {"process_height": 64, "process_flip": True}, None))
+    final = wait_until_done(preprocess_action(ui, values | {"process_height": 64, "process_flip": True}, LOCAL))
     written = sorted((tmp_path / "dst").glob("*.png"))
     assert len(written) == 4, final.outcome  # two images + their flipped copies
     assert all(Image.open(p).size == (64, 64) for p in written)

@@ -15,19 +15,18 @@ from modules.app.bootstrap import build_services
 from modules.core.cmd_args import parse_args
 from modules.core.devices import DevicePolicy
 from modules.core.jobs import Job, JobControl
-from modules.core.options import OptionError, Options
+from modules.core.options import OptionError
 from modules.core.shared_options import core_registry
-from modules.demo.model import IMAGE_SIZE
 from modules.services import Services
 from modules.ui.app import create_ui, order_tabs
 from modules.ui.common import bind_values
 from modules.ui.img2img import init_from_mode, mask_from_layers
 from modules.ui.outputs import progress_html
 from modules.ui.paste import infotext_to_ui_values, looks_like_infotext, override_settings_from_entries
-from modules.ui.settings import apply_settings
 from modules.ui.toprow import TokenCounter
 from modules.ui.ui_config import UiConfig
 from tests.fixtures_models import TinyModelFiles, link_into
+from tools.demo.model import IMAGE_SIZE
 
 INFOTEXT = (
     "a cat, (sitting:1.2)\nNegative prompt: blurry\n"
@@ -76,20 +75,6 @@ def test_override_entries_round_trip_and_bad_entries_are_clear_errors() -> None:
 def test_looks_like_infotext() -> None:
     assert looks_like_infotext(INFOTEXT)
     assert not looks_like_infotext("a cat sitting on a mat, best quality")
-
-
-def test_apply_settings_stores_changes_and_reports_errors_and_reload_needs(tmp_path: Path) -> None:
-    options = Options(core_registry(), tmp_path / "config.json")
-    keys = ["samples_format", "jpeg_quality", "quicksettings_list", "eta_noise_seed_delta"]
-    result = apply_settings(options, keys, ["jpg", 500, ["sd_vae"], 31337])
-    assert result.changed == ["samples_format", "quicksettings_list", "eta_noise_seed_delta"]
-    assert "jpeg_quality" in result.errors and "<= 100" in result.errors["jpeg_quality"]
-    assert result.needs_reload_ui == ["Quicksettings list"]
-    stored = json.loads((tmp_path / "config.json").read_text())
-    assert stored["samples_format"] == "jpg" and stored["eta_noise_seed_delta"] == 31337
-    assert "jpeg_quality" not in stored
-    frozen = apply_settings(options, ["samples_format"], ["webp"], frozen={"samples_format"})
-    assert frozen.changed == [] and options.get("samples_format") == "jpg"
 
 
 def test_ui_config_applies_stored_defaults_and_records_new_ones(tmp_path: Path) -> None:

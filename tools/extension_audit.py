@@ -266,9 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(report, indent=1))
     else:
-        for name, rows in report.items():
-            print(f"{name}: {len(rows)} {'names' if args.all else 'missing'}")
-            for row in rows:
+        for name, listed in report.items():
+            print(f"{name}: {len(listed)} {'names' if args.all else 'missing'}")
+            for row in listed:
                 flag = " (optional)" if row["optional"] else ""
                 print(f"  {row['name']}  {row['file']}:{row['line']}{flag}")
     return 1 if missing_any else 0

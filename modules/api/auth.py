@@ -136,10 +136,3 @@ class Authenticator:
     @property
     def enabled(self) -> bool:
         return self.users.enabled
-
-    def is_admin(self, user: str | None) -> bool:
-        return user is not None and user in self.users.admins
-
-    def may_change_settings(self, user: str | None) -> bool:
-        """Without logins, or without an admin list, anyone signed in may (A1111 behaviour)."""
-        return user is None or not self.users.admins or self.is_admin(user)

@@ -16,7 +16,8 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from modules.api.limits import LimitExceeded
+from modules.access.limits import LimitExceeded
+from modules.access.policy import AccessDenied
 from modules.api.url_inputs import UrlInputError
 from modules.core.jobs import JobInterrupted, JobNotFound, QueueFull
 from modules.core.options import OptionError, SettingsNotSaved
@@ -27,6 +28,7 @@ from modules.generation.samplers import UnknownSamplerError, UnknownSchedulerErr
 from modules.interrogate.service import InterrogatorUnavailable, UnknownInterrogator
 from modules.models.errors import ModelError, ModelNotFound
 from modules.postprocessing import FaceRestorationUnavailable, UpscalerError
+from modules.workflows.runner import describe, is_out_of_memory
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +41,6 @@ class ApiError(Exception):
         self.status = status
         self.detail = detail
         self.error = error or type(self).__name__
-
-
-class Forbidden(ApiError):
-    def __init__(self, detail: str):
-        super().__init__(403, detail, "Forbidden")
 
 
 def error_body(error: str, detail: Any, errors: str = "") -> dict[str, Any]:
@@ -65,6 +62,7 @@ STATUS_BY_TYPE: tuple[tuple[type[BaseException], int], ...] = (
     (JobNotFound, 404),
     (QueueFull, 429),
     (JobInterrupted, 409),
+    (AccessDenied, 403),
     (LimitExceeded, 400),
     (UrlInputError, 400),
     (UnknownSamplerError, 400),
@@ -84,13 +82,6 @@ STATUS_BY_TYPE: tuple[tuple[type[BaseException], int], ...] = (
 )
 
 
-def is_out_of_memory(exc: BaseException) -> bool:
-    """MemoryError, torch.OutOfMemoryError (CUDA/MPS/XPU), and errors whose text says so."""
-    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
-        return True
-    return "out of memory" in str(exc).lower() and isinstance(exc, RuntimeError)
-
-
 def status_for(exc: BaseException) -> int:
     if is_out_of_memory(exc):
         return 500
@@ -98,18 +89,6 @@ def status_for(exc: BaseException) -> int:
         if isinstance(exc, exc_type):
             return status
     return 500
-
-
-def describe(exc: BaseException) -> str:
-    if isinstance(exc, JobInterrupted):
-        return "the job was cancelled before it started"
-    if isinstance(exc, JobNotFound):
-        return f"no task {exc.args[0]!r}" if exc.args else "no such task"
-    if is_out_of_memory(exc):
-        return f"out of memory while running the job ({type(exc).__name__}: {exc}); try a smaller size or batch"
-    if isinstance(exc, ValidationError):
-        return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-    return str(exc) or type(exc).__name__
 
 
 # A full queue clears as jobs finish; clients (and A1111 scripts' retry loops) wait this long.
@@ -121,6 +100,8 @@ def response_for(exc: BaseException) -> JSONResponse:
     name = "OutOfMemoryError" if is_out_of_memory(exc) else type(exc).__name__
     if isinstance(exc, JobInterrupted):
         name = "JobCancelled"
+    if isinstance(exc, AccessDenied):
+        name = "Forbidden"
     if status >= 500:
         log.error("API request failed: %s: %s", type(exc).__name__, exc)
     headers = {"Retry-After": str(QUEUE_FULL_RETRY_AFTER_S)} if status == 429 else None

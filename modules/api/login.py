@@ -19,16 +19,12 @@ from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from modules.access.policy import client_address
 from modules.api.auth import SESSION_COOKIE, Authenticator, parse_basic_header
 
 LOGIN_PATH = "/login"
 LOGOUT_PATH = "/logout"
 PUBLIC_PATHS = frozenset({LOGIN_PATH, LOGOUT_PATH})
-
-
-def client_address(scope: Scope) -> str:
-    client = scope.get("client")
-    return str(client[0]) if client else "unknown"
 
 
 class AuthMiddleware:

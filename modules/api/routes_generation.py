@@ -14,9 +14,8 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from PIL import Image
 
-from modules.api.context import ApiContext, current_user, wait_for
+from modules.api.context import ApiContext, current_user
 from modules.api.errors import ApiError
-from modules.api.limits import check_generation, check_upscale
 from modules.api.schemas import (
     ErrorResponse,
     ExtrasBaseRequest,
@@ -32,7 +31,6 @@ from modules.api.schemas import (
     TextToImageResponse,
 )
 from modules.api.url_inputs import load_image_input
-from modules.generation import samplers
 from modules.generation.image_io import decode_image_base64, encode_image_base64, read_info_from_image
 from modules.generation.infotext import parse_generation_parameters
 from modules.generation.infotext_fields import infotext_to_request_fields
@@ -40,6 +38,9 @@ from modules.generation.processing import GenerationResult
 from modules.generation.requests import GenerationRequest, Img2ImgRequest, Txt2ImgRequest
 from modules.interrogate.service import INTERROGATORS, InterrogationService
 from modules.postprocessing import ExtrasParams, ExtrasResult, run_extras
+from modules.workflows.extras import check_extras_size
+from modules.workflows.generate import check_generation_request
+from modules.workflows.runner import JobKind
 
 R = TypeVar("R", bound=GenerationRequest)
 
@@ -81,10 +82,7 @@ def apply_infotext(req: R, ctx: ApiContext, tab: str) -> R:
 
 def prepare_request(req: R, ctx: ApiContext, tab: str) -> R:
     req = apply_infotext(req, ctx, tab)
-    check_generation(req, ctx.limits)
-    samplers.resolve_sampler(req.effective_sampler_name, req.scheduler)  # unknown names: 400 before queueing
-    ctx.check_settings_keys(set(req.override_settings or {}), "override_settings")
-    ctx.services.options.view(req.override_settings)  # unknown keys / bad values: 400 before queueing
+    check_generation_request(ctx.access, ctx.services.options, req)
     if not req.save_images:
         req = req.model_copy(update={"do_not_save_samples": True, "do_not_save_grid": True})
     return req
@@ -98,17 +96,6 @@ def encode_result(result: GenerationResult, send: bool) -> list[str]:
 
 def extras_params(req: ExtrasBaseRequest) -> ExtrasParams:
     return ExtrasParams(**req.model_dump(include=set(ExtrasParams.model_fields)))
-
-
-def check_extras_size(image: Image.Image, req: ExtrasBaseRequest, ctx: ApiContext) -> None:
-    if req.upscaler_1 == "None":
-        return
-    if req.resize_mode == 1:
-        w, h = req.upscaling_resize_w, req.upscaling_resize_h
-        scale = max(w / image.width, h / image.height)
-        check_upscale(image.width, image.height, scale, (w, h) if req.upscaling_crop else None, ctx.limits)
-    else:
-        check_upscale(image.width, image.height, req.upscaling_resize, None, ctx.limits)
 
 
 def extras_image(image: Image.Image, result: ExtrasResult) -> Image.Image:
@@ -127,8 +114,8 @@ def add_generation_routes(router: APIRouter, ctx: ApiContext) -> None:
     async def text2imgapi(txt2imgreq: Txt2ImgRequest, request: Request) -> TextToImageResponse:
         req = prepare_request(txt2imgreq, ctx, "txt2img")
         user = current_user(request)
-        job = ctx.submit(request, "txt2img", lambda c: gen.txt2img(req, c, user=user), req.force_task_id)
-        result: GenerationResult = await wait_for(job)
+        job = ctx.submit(request, JobKind.TXT2IMG, lambda c: gen.txt2img(req, c, user=user), req.force_task_id)
+        result: GenerationResult = await ctx.runner.wait(job)
         images = await run_in_threadpool(encode_result, result, req.send_images)
         return TextToImageResponse(images=images, parameters=req.model_dump(), info=result.info_json())
 
@@ -143,11 +130,11 @@ def add_generation_routes(router: APIRouter, ctx: ApiContext) -> None:
         user = current_user(request)
         job = ctx.submit(
             request,
-            "img2img",
+            JobKind.IMG2IMG,
             lambda c: gen.img2img(req, c, user=user, init_images=images, mask=mask),
             req.force_task_id,
         )
-        result: GenerationResult = await wait_for(job)
+        result: GenerationResult = await ctx.runner.wait(job)
         encoded = await run_in_threadpool(encode_result, result, req.send_images)
         params = req.model_dump()
         if not req.include_init_images:
@@ -160,10 +147,10 @@ def add_generation_routes(router: APIRouter, ctx: ApiContext) -> None:
         if not req.image:
             raise ApiError(404, "Image not found", "HTTPException")
         image = await run_in_threadpool(load_image_input, req.image, ctx.url_policy)
-        check_extras_size(image, req, ctx)
+        check_extras_size(ctx.access, image, extras_params(req))
         params = extras_params(req)
-        job = ctx.submit(request, "extras", lambda _: run_extras(image, params, ctx.upscalers, ctx.faces))
-        result: ExtrasResult = await wait_for(job)
+        job = ctx.submit(request, JobKind.EXTRAS, lambda _: run_extras(image, params, ctx.upscalers, ctx.faces))
+        result: ExtrasResult = await ctx.runner.wait(job)
         encoded = await run_in_threadpool(encode_image_base64, extras_image(image, result), "png")
         return ExtrasSingleImageResponse(html_info=plaintext_to_html(result.infotext), image=encoded)
 
@@ -172,13 +159,15 @@ def add_generation_routes(router: APIRouter, ctx: ApiContext) -> None:
         policy = ctx.url_policy
         images = await run_in_threadpool(lambda: [load_image_input(f.data, policy) for f in req.imageList])
         for image in images:
-            check_extras_size(image, req, ctx)
+            check_extras_size(ctx.access, image, extras_params(req))
         params = extras_params(req)
 
         def run(_: Any) -> list[tuple[Image.Image, ExtrasResult]]:
             return [(image, run_extras(image, params, ctx.upscalers, ctx.faces)) for image in images]
 
-        results: list[tuple[Image.Image, ExtrasResult]] = await wait_for(ctx.submit(request, "extras", run))
+        results: list[tuple[Image.Image, ExtrasResult]] = await ctx.runner.wait(
+            ctx.submit(request, JobKind.EXTRAS, run)
+        )
         encoded = await run_in_threadpool(
             lambda: [encode_image_base64(extras_image(src, res), "png") for src, res in results]
         )
@@ -193,8 +182,8 @@ def add_generation_routes(router: APIRouter, ctx: ApiContext) -> None:
             raise ApiError(404, "Model not found", "HTTPException")
         image = await run_in_threadpool(load_image_input, req.image, ctx.url_policy)
         service = InterrogationService(ctx.services.models, ctx.services.paths, ctx.services.options)
-        job = ctx.submit(request, "interrogate", lambda _: service.interrogate(image.convert("RGB"), req.model))
-        return InterrogateResponse(caption=await wait_for(job))
+        job = ctx.submit(request, JobKind.INTERROGATE, lambda _: service.interrogate(image.convert("RGB"), req.model))
+        return InterrogateResponse(caption=await ctx.runner.wait(job))
 
     @router.post("/png-info", response_model=PNGInfoResponse, responses=ERRORS)
     async def pnginfoapi(req: PNGInfoRequest) -> PNGInfoResponse:

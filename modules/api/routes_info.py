@@ -12,8 +12,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
+from modules.access.policy import caller_of
 from modules.api import listings
-from modules.api.context import ApiContext, wait_for
+from modules.api.context import ApiContext
 from modules.api.errors import ApiError
 from modules.api.schemas import (
     EmbeddingsResponse,
@@ -37,6 +38,7 @@ from modules.generation import samplers
 from modules.generation.latents import LATENT_UPSCALE_MODES
 from modules.models.errors import ModelNotFound
 from modules.postprocessing.face_restoration import api_entries, face_restorer_folders
+from modules.workflows.runner import JobKind
 
 SECRET_FLAGS = ("gradio_auth", "api_auth")
 
@@ -52,6 +54,7 @@ def public_flags(args: argparse.Namespace) -> dict[str, Any]:
 
 def add_settings_routes(router: APIRouter, ctx: ApiContext) -> None:
     services = ctx.services
+    settings = services.settings
 
     @router.get("/options", response_model=dict[str, Any])
     async def get_config() -> dict[str, Any]:
@@ -59,23 +62,15 @@ def add_settings_routes(router: APIRouter, ctx: ApiContext) -> None:
 
     @router.post("/options")
     async def set_config(body: dict[str, Any], request: Request) -> None:
-        ctx.require_settings_access(request)
-        ctx.check_settings_keys(set(body), "options")
-        registry = services.registry
-        unknown = sorted(k for k in body if k not in registry)
-        if unknown:
-            raise ApiError(400, f"unknown settings: {', '.join(unknown)}", "OptionError")
-        for key, value in body.items():  # validate everything (model names too) before changing anything
-            services.options.validate(key, value)
-        checkpoint = body.get("sd_model_checkpoint")
-        if checkpoint and not registry["sd_model_checkpoint"].restrict_api:
-            try:
-                info = services.models.find_checkpoint(str(checkpoint))
-            except ModelNotFound as exc:
-                raise ApiError(400, str(exc), "ModelNotFound") from exc
-            await wait_for(ctx.submit(request, "load-model", lambda _: services.models.load(info)))
-            body = {**body, "sd_model_checkpoint": info.title}
-        services.options.update(body, from_api=True)  # all or nothing; a failed write: SettingsNotSaved (507)
+        caller = caller_of(request.scope)
+        try:
+            change = settings.prepare(caller, body, from_api=True, strict=True)
+        except ModelNotFound as exc:
+            raise ApiError(400, str(exc), "ModelNotFound") from exc
+        job = settings.load_checkpoint(change)  # load first; stored only once it loaded
+        if job is not None:
+            await ctx.runner.wait(job)
+        settings.store(change)  # all or nothing; a failed write: SettingsNotSaved (507)
 
     @router.get("/cmd-flags", response_model=dict[str, Any])
     async def get_cmd_flags() -> dict[str, Any]:
@@ -218,13 +213,13 @@ def add_model_routes(router: APIRouter, ctx: ApiContext) -> None:
     @router.post("/unload-checkpoint")
     async def unloadapi(request: Request) -> dict[str, Any]:
         ctx.require_settings_access(request)
-        await wait_for(ctx.submit(request, "unload-model", lambda _: services.models.unload()))
+        await ctx.runner.wait(ctx.submit(request, JobKind.UNLOAD_MODEL, lambda _: services.models.unload()))
         return {}
 
     @router.post("/reload-checkpoint")
     async def reloadapi(request: Request) -> dict[str, Any]:
         ctx.require_settings_access(request)
-        await wait_for(ctx.submit(request, "reload-model", lambda _: services.models.reload()))
+        await ctx.runner.wait(ctx.submit(request, JobKind.RELOAD_MODEL, lambda _: services.models.reload()))
         return {}
 
 

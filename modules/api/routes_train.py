@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from modules.api.context import ApiContext, wait_for
+from modules.api.context import ApiContext
 from modules.api.errors import ApiError
 from modules.core.jobs import JobControl
 from modules.train.errors import TrainingError
@@ -21,6 +21,7 @@ from modules.train.requests import (
     TrainEmbeddingRequest,
     TrainHypernetworkRequest,
 )
+from modules.workflows.runner import JobKind
 
 
 def add_train_routes(router: APIRouter, ctx: ApiContext) -> None:
@@ -39,9 +40,9 @@ def add_train_routes(router: APIRouter, ctx: ApiContext) -> None:
 
     async def train(request: Request, run: Callable[[Any, JobControl], Any], req: Any) -> dict[str, str]:
         ctx.require_settings_access(request)
-        job = ctx.submit(request, "train", lambda control: run(req, control))
+        job = ctx.submit(request, JobKind.TRAIN, lambda control: run(req, control))
         try:
-            return {"info": (await wait_for(job)).info}
+            return {"info": (await ctx.runner.wait(job)).info}
         except TrainingError as exc:
             raise ApiError(400, str(exc), "TrainingError") from exc
 

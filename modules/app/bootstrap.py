@@ -16,7 +16,8 @@ import logging
 
 import torch
 
-from modules.api.limits import API_OPTIONS, queue_policy
+from modules.access.limits import API_OPTIONS, queue_policy
+from modules.access.policy import AccessPolicy
 from modules.core.cmd_args import parse_args
 from modules.core.devices import DevicePolicy
 from modules.core.jobs import LocalJobQueue
@@ -43,6 +44,8 @@ from modules.postprocessing.upscalers import UpscalerRegistry, upscaler_dirs
 from modules.services import Services
 from modules.train.options import TRAIN_OPTIONS
 from modules.train.service import build_training_service
+from modules.workflows.runner import JobRunner
+from modules.workflows.settings import SettingsService
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +53,7 @@ log = logging.getLogger(__name__)
 def build_registry(args: argparse.Namespace | None = None) -> OptionsRegistry:
     """Every setting the app knows: the core catalogue plus the options each package declares."""
     registry = core_registry()
-    registry.extend(API_OPTIONS)  # limits for shared instances (modules.api.limits)
+    registry.extend(API_OPTIONS)  # limits for shared instances (modules.access.limits)
     registry.extend(NETWORK_OPTIONS)
     registry.extend(speed_options(args if args is not None else parse_args([])))
     registry.extend(TRAIN_OPTIONS)
@@ -135,16 +138,22 @@ def assemble_services(
     hooks slot are the app's): logins, the job queue, training and the upscalers."""
     paths, models = generation.paths, generation.models
     users = load_user_table(args)
+    access = AccessPolicy(options, args, admins=users.admins, logins=users.enabled)
+    jobs = LocalJobQueue(policy=lambda: queue_policy(options.as_dict()), visible=access.may_see_job)
+    runner = JobRunner(jobs)
     return Services(
         args=args,
         paths=paths,
         registry=options.registry,
         options=options,
         policy=policy,
-        jobs=LocalJobQueue(policy=lambda: queue_policy(options.as_dict()), admins=users.admins),
+        jobs=jobs,
         models=models,
         generation=generation,
         users=users,
+        access=access,
+        runner=runner,
+        settings=SettingsService(options, models, runner, access),
         training=build_training_service(
             paths=paths,
             models=models,

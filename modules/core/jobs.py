@@ -13,6 +13,7 @@ A caller without a user name (no logins configured) sees everything: A1111's glo
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import logging
 import secrets
@@ -214,7 +215,16 @@ class JobQueue(Protocol):
     def current_for(self, user: str | None) -> Job | None: ...
     def interrupt(self, job_id: str | None = None, *, user: str | None = None) -> bool: ...
     def skip(self, job_id: str | None = None, *, user: str | None = None) -> bool: ...
-    def is_admin(self, user: str | None) -> bool: ...
+
+
+# The control of the job the current thread runs for (set by the worker around each job): code deep
+# inside a job finds its own job here, never another user's (unlike "the queue's current job").
+_RUNNING_CONTROL: contextvars.ContextVar[JobControl | None] = contextvars.ContextVar("running_job", default=None)
+
+
+def running_control() -> JobControl | None:
+    """The JobControl of the job this code runs in (None outside a job, e.g. in a server thread)."""
+    return _RUNNING_CONTROL.get()
 
 
 class LocalJobQueue:
@@ -228,13 +238,14 @@ class LocalJobQueue:
     def __init__(
         self,
         policy: Callable[[], QueuePolicy] | QueuePolicy | None = None,
-        admins: frozenset[str] = frozenset(),
+        visible: Callable[[str | None, str | None], bool] | None = None,
         keep_finished: int = 64,
         keep_results: int = 2,
     ):
         fixed = policy if isinstance(policy, QueuePolicy) else QueuePolicy()
         self._policy: Callable[[], QueuePolicy] = policy if callable(policy) else (lambda: fixed)
-        self.admins = admins
+        # (job owner, asking user) -> may see it; the access policy's rule (modules.access.policy)
+        self._visible = visible or _owner_only
         self._queue: list[Job] = []
         self._jobs: dict[str, Job] = {}
         self._finished: deque[Job] = deque()
@@ -282,15 +293,9 @@ class LocalJobQueue:
             self._cond.notify_all()
         return job
 
-    def run_sync(self, kind: str, fn: JobFn, *, owner: str | None = None, task_id: str | None = None) -> Any:
-        return self.submit(kind, fn, owner=owner, task_id=task_id).wait()
-
     # --- queries ---------------------------------------------------------------------------
-    def is_admin(self, user: str | None) -> bool:
-        return user is not None and user in self.admins
-
     def _may_see(self, job: Job, user: str | None) -> bool:
-        return user is None or job.owner is None or job.owner == user or user in self.admins
+        return self._visible(job.owner, user)
 
     def get(self, job_id: str, *, user: str | None = None) -> Job:
         with self._cond:
@@ -433,6 +438,7 @@ class LocalJobQueue:
     def _execute(self, job: Job) -> None:
         job.control.started_at = time.monotonic()
         fn, job.fn = job.fn, None  # release the closure (decoded images, request) when done
+        token = _RUNNING_CONTROL.set(job.control)
         try:
             assert fn is not None
             job.result = fn(job.control)
@@ -443,11 +449,17 @@ class LocalJobQueue:
             job.error = exc
             job.status = JobStatus.FAILED
         finally:
+            _RUNNING_CONTROL.reset(token)
             del fn
             with self._cond:
                 self._current = None
                 self._remember_finished(job)
             job._finish()
+
+
+def _owner_only(owner: str | None, user: str | None) -> bool:
+    """Visibility without an access policy (no admins): the owner, or anyone without logins."""
+    return user is None or owner is None or owner == user
 
 
 def _describe_key(key: str) -> str:

@@ -291,6 +291,9 @@ CORE_OPTIONS: tuple[OptionInfo, ...] = (
         SAMPLER,
         infotext="Discard penultimate sigma",
     ),
+    OptionInfo(
+        "use_old_karras_scheduler_sigmas", False, "Use old karras scheduler sigmas (0.1 to 10)", SAMPLER
+    ),  # read by generation/samplers/schedules.py (A1111 keeps it for old infotexts)
     OptionInfo("sgm_noise_multiplier", False, "SGM noise multiplier", SAMPLER, infotext="SGM noise multiplier"),
     OptionInfo(
         "uni_pc_variant",

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
+from modules.access.policy import caller_of
 from modules.extension_host import assets
 from modules.extension_host.gitops import (
     ExtensionAccessDenied,
@@ -87,9 +88,7 @@ def build_router(host: ExtensionHost) -> APIRouter:
     router = APIRouter()
 
     def require_admin(request: Request) -> None:
-        user = (request.scope.get("state") or {}).get("user")
-        admins: frozenset[str] = getattr(getattr(host.services, "users", None), "admins", frozenset())
-        if user is not None and admins and user not in admins:
+        if not host.services.access.may_change_settings(caller_of(request.scope).user):  # the one admin rule
             raise HTTPException(403, "Only administrators may change extensions.")
 
     def guarded(request: Request, action: Any) -> Any:

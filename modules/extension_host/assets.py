@@ -9,7 +9,6 @@ extension name and relative path, so nothing outside an active extension can be 
 from __future__ import annotations
 
 import html
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,20 +58,6 @@ def collect_localizations(extensions: Sequence[Extension]) -> dict[str, list[Pat
         for path in ext.files("localizations", {".json"}):
             found.setdefault(path.stem, []).append(path)
     return found
-
-
-def merged_localization(files: Sequence[Path]) -> dict[str, str]:
-    """Later files win; unreadable files are logged and skipped."""
-    merged: dict[str, str] = {}
-    for path in files:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            log.warning("cannot read localization %s: %s", path, exc)
-            continue
-        if isinstance(data, dict):
-            merged.update({str(k): str(v) for k, v in data.items()})
-    return merged
 
 
 def head_html(js: Sequence[Asset], css: Sequence[Asset]) -> str:

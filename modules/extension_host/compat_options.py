@@ -17,7 +17,7 @@ from typing import Any
 
 from modules.core.options import OptionInfo as CoreOptionInfo
 from modules.core.options import Options, OptionsRegistry
-from modules.extension_host.runner import CURRENT_P
+from modules.extension_host.job_context import CURRENT_P
 
 log = logging.getLogger("extensions")
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from modules.core.cmd_args import is_non_local
 from modules.core.jobs import Job, JobControl
-from modules.extension_host.runner import CURRENT_CONTROL
+from modules.extension_host.job_context import CURRENT_CONTROL
 
 _EXTRA_PREFIX = "a1111_"
 

@@ -7,17 +7,15 @@ on_extra_noise, on_before_image_saved, on_image_saved and on_image_grid inside t
 context (so `shared.opts` / `shared.state` read the job's values). Each callback is isolated by
 `CallbackRegistry.run` (failures are reported with the extension's name; the job goes on).
 
-`connect_generation_events(host)` gives the runner the host's callbacks and turns the model
-manager's "model became active" event into on_model_loaded. `infotext_pasted` and
-`before_token_counter` are the entry points for the UI/API paste path and the token counter.
+`infotext_pasted` and `before_token_counter` are the entry points for the UI/API paste path and the token counter.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from modules.extension_host.callbacks import BeforeTokenCounterParams, CallbackRegistry
+from modules.extension_host.job_context import job_context
 from modules.generation.hooks import (
     AfterCFGCallbackParams,
     CFGDenoisedParams,
@@ -26,9 +24,6 @@ from modules.generation.hooks import (
     ImageGridLoopParams,
     ImageSaveParams,
 )
-
-if TYPE_CHECKING:
-    from modules.extension_host.host import ExtensionHost
 
 # ScriptHooks events that are script_callbacks categories (the others are Script hooks).
 CALLBACK_EVENTS = frozenset(
@@ -55,8 +50,6 @@ class GenerationCallbacks:
         if p is None:  # keep whatever job context is current
             registry.run(category, params)
             return
-        from modules.extension_host.runner import job_context  # the runner imports this module
-
         with job_context(p, getattr(self, "control", None)):
             registry.run(category, params)
 
@@ -80,21 +73,6 @@ class GenerationCallbacks:
 
     def image_grid(self, params: ImageGridLoopParams, p: Any = None) -> None:
         self._callback("image_grid", params, p)
-
-
-def connect_generation_events(host: ExtensionHost) -> Callable[[], None]:
-    """Wire the host's callbacks into the runner and on_model_loaded into the model manager.
-    Returns a function that disconnects the model-loaded listener."""
-    host.runner.callbacks = host.callbacks
-    callbacks = host.callbacks
-
-    def model_loaded(model: Any) -> None:
-        if callbacks.count("model_loaded"):
-            from modules.extension_host.compat_runtime import SdModelView  # imports the runner, which imports us
-
-            callbacks.model_loaded(SdModelView(model))
-
-    return host.services.models.add_loaded_listener(model_loaded)
 
 
 def infotext_pasted(callbacks: CallbackRegistry, infotext: str, params: dict[str, Any]) -> dict[str, Any]:

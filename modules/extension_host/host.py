@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modules.core.jobs import JobControl
+from modules.core.jobs import JobControl, running_control
 from modules.core.options import OptionInfo as CoreOptionInfo
 from modules.core.options import OptionsRegistry
 from modules.core.paths import REPO_ROOT
@@ -46,16 +46,16 @@ from modules.extension_host.discovery import (
     find_extension,
 )
 from modules.extension_host.extra_networks import ExtraNetworkRegistry
-from modules.extension_host.generation_hooks import connect_generation_events
 from modules.extension_host.gitops import ExtensionAccess, GitExtensions, GitInfo, InstallOutcome
 from modules.extension_host.gradio_compat import install_aliases
 from modules.extension_host.installer import Installer, InstallRun, InstallStamps, fingerprint, write_constraints
+from modules.extension_host.job_context import CURRENT_CONTROL
 from modules.extension_host.loader import LoadedScripts, list_script_files, load_script_files
 from modules.extension_host.metadata import CallbackOrder
 from modules.extension_host.postprocessing import PostprocessingScripts
 from modules.extension_host.preload import BUILTIN_DIR, disable_mode
 from modules.extension_host.problems import Problem, ProblemLog
-from modules.extension_host.runner import CURRENT_CONTROL, TABS, HookOrdering, ScriptRunner, TabScripts
+from modules.extension_host.runner import TABS, HookOrdering, ScriptRunner, TabScripts
 from modules.generation.processing import Processing
 from modules.generation.requests import Img2ImgRequest, Txt2ImgRequest
 
@@ -421,10 +421,9 @@ class ExtensionHost:
     def process_images(self, p: Processing) -> Processed:
         """`processing.process_images(p)`: run `p` with the current job's control."""
         p.opts = self.services.options.view(p.override_settings)  # settings changed after p was made
-        control = CURRENT_CONTROL.get()
-        if control is None:
-            job = self.services.jobs.current()
-            control = job.control if job is not None else JobControl()
+        # the job's own control (never the queue's current job: that may be another user's);
+        # outside any job a fresh one, so Interrupt on someone else's job does not stop this run
+        control = CURRENT_CONTROL.get() or running_control() or JobControl()
         self.prepare_p(p)
         return Processed.of(self.services.generation.process(p, control))
 
@@ -440,3 +439,16 @@ def _keep_root_mount_last(app: Any) -> None:
     root = [r for r in routes if isinstance(r, Mount) and r.path in ("", "/")]
     if root:
         routes[:] = [r for r in routes if r not in root] + root
+
+
+def connect_generation_events(host: ExtensionHost) -> Callable[[], None]:
+    """Wire the host's callbacks into the runner and on_model_loaded into the model manager.
+    Returns a function that disconnects the model-loaded listener."""
+    host.runner.callbacks = host.callbacks
+    callbacks = host.callbacks
+
+    def model_loaded(model: Any) -> None:
+        if callbacks.count("model_loaded"):
+            callbacks.model_loaded(SdModelView(model))
+
+    return host.services.models.add_loaded_listener(model_loaded)

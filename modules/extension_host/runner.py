@@ -11,16 +11,15 @@ alwayson_scripts)` for API requests, `for_ui(tab, values)` for the UI.
 
 from __future__ import annotations
 
-import contextvars
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from modules.core.jobs import JobControl
 from modules.extension_host.generation_hooks import GenerationCallbacks  # script_callbacks of a job
 from modules.extension_host.gradio_compat import gradio3_calls
+from modules.extension_host.job_context import job_context
 from modules.extension_host.loader import ScriptClass
 from modules.extension_host.metadata import CallbackOrder, order_by_instructions
 from modules.extension_host.problems import ProblemLog
@@ -28,12 +27,6 @@ from modules.extension_host.script_base import AlwaysVisible, OnComponent, Scrip
 from modules.generation.hooks import ScriptHooks
 
 TABS = ("txt2img", "img2img")
-
-# Set while extension code runs for a job: the facades read the job's settings view and control.
-CURRENT_P: contextvars.ContextVar[Any] = contextvars.ContextVar("extension_current_p", default=None)
-CURRENT_CONTROL: contextvars.ContextVar[JobControl | None] = contextvars.ContextVar(
-    "extension_current_control", default=None
-)
 
 
 class ScriptNotFound(ValueError):
@@ -46,17 +39,6 @@ class ScriptRunError(RuntimeError):
 
 class ScriptInputError(ScriptRunError, ValueError):
     """The chosen script refused its arguments (it raised ValueError): the API answers 400, not 500."""
-
-
-@contextmanager
-def job_context(p: Any, control: JobControl | None) -> Iterator[None]:
-    tokens = (CURRENT_P.set(p), CURRENT_CONTROL.set(control) if control is not None else None)
-    try:
-        yield
-    finally:
-        if tokens[1] is not None:
-            CURRENT_CONTROL.reset(tokens[1])
-        CURRENT_P.reset(tokens[0])
 
 
 @dataclass(frozen=True)

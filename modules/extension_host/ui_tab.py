@@ -104,8 +104,7 @@ class ExtensionsTab:
     def is_admin(self, user: str | None) -> bool:
         """Managing extensions (and loading an index, which makes the server fetch a URL) is for
         admins: without logins or without an admin list everyone is one (as in the API routes)."""
-        admins: frozenset[str] = getattr(getattr(self.host.services, "users", None), "admins", frozenset())
-        return user is None or not admins or user in admins
+        return bool(self.host.services.access.may_change_settings(user))  # the one admin rule
 
     def available_html(self, url: str, tag: str, hide_installed: bool, search: str) -> str:
         try:

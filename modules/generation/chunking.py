@@ -8,12 +8,10 @@ new chunk; a textual-inversion embedding is never split across chunks (it moves 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
-
-import torch
 
 from modules.generation.prompt_parser import (
     BREAK_SPAN_TEXT,
@@ -21,11 +19,11 @@ from modules.generation.prompt_parser import (
     AttentionSpan,
     parse_prompt_attention,
 )
+from modules.networks.types import CHUNK_LENGTH, EmbeddingMatch
 
 if TYPE_CHECKING:  # transformers costs ~1 s at import; the server starts without it
     from transformers import PreTrainedTokenizerBase
 
-CHUNK_LENGTH = 75  # prompt tokens per chunk; the encoder sees BOS + 75 + EOS = 77
 EMBEDDING_PLACEHOLDER_ID = 0  # token id written where embedding vectors go (A1111 uses 0 too)
 
 
@@ -44,44 +42,6 @@ class EmphasisMode(StrEnum):
         except ValueError:
             names = ", ".join(repr(mode.value) for mode in cls)
             raise ValueError(f"unknown emphasis mode {value!r}; expected one of {names}") from None
-
-
-@dataclass(frozen=True)
-class EmbeddingMatch:
-    """A textual-inversion embedding found in the prompt's tokens.
-
-    `vectors` is one [n, dim] tensor used for every encoder, or a mapping from encoder key to
-    tensor for models with several encoders (SDXL files hold "clip_l" and "clip_g").
-    Encoder keys: SD1 "clip_l", SD2 "clip_h", SDXL "clip_l" + "clip_g", SDXL refiner "clip_g".
-    """
-
-    name: str
-    token_length: int  # how many prompt tokens spell the embedding's name
-    vectors: torch.Tensor | Mapping[str, torch.Tensor]
-
-    def __post_init__(self) -> None:
-        if self.token_length < 1:
-            raise ValueError(f"embedding {self.name!r}: token_length must be >= 1, got {self.token_length}")
-        tensors = [self.vectors] if isinstance(self.vectors, torch.Tensor) else list(self.vectors.values())
-        if not tensors or any(t.ndim != 2 for t in tensors):
-            raise ValueError(f"embedding {self.name!r}: vectors must be 2-D [n, dim] tensors")
-        counts = {t.shape[0] for t in tensors}
-        if len(counts) != 1 or 0 in counts:
-            raise ValueError(f"embedding {self.name!r}: every encoder needs the same, non-zero vector count")
-        if self.vector_count > CHUNK_LENGTH:
-            raise ValueError(f"embedding {self.name!r} has {self.vector_count} vectors; at most {CHUNK_LENGTH} fit")
-
-    @property
-    def vector_count(self) -> int:
-        first = self.vectors if isinstance(self.vectors, torch.Tensor) else next(iter(self.vectors.values()))
-        return int(first.shape[0])
-
-    def vectors_for(self, encoder_key: str) -> torch.Tensor:
-        if isinstance(self.vectors, torch.Tensor):
-            return self.vectors
-        if encoder_key not in self.vectors:
-            raise ValueError(f"embedding {self.name!r} has no vectors for the {encoder_key} text encoder")
-        return self.vectors[encoder_key]
 
 
 class EmbeddingLookup(Protocol):

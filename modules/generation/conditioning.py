@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
@@ -160,10 +160,6 @@ class TextConditioner:
             for chunk in self.chunker.tokenize_prompt(text).chunks:
                 used.update((fix.embedding.name, fix.embedding) for fix in chunk.fixes)
         return used
-
-    def empty_prompt_context(self) -> torch.Tensor:
-        """Encoding of "" ([1, 77, D]); A1111 pads cond/uncond with it when `pad_cond_uncond` is on."""
-        return self.encode([""]).context
 
     def _encode_unique(self, tokenized: list[TokenizedPrompt], repeats: torch.Tensor) -> Conditioning:
         chunk_count = max(len(t.chunks) for t in tokenized)
@@ -499,8 +495,14 @@ def build_prompt_conditioning(
     return PromptConditioning(positive, tuple(negative))
 
 
+class CountsTokens(Protocol):
+    """A TextConditioner, or a bare PromptChunker (the UI counts before any model is loaded)."""
+
+    def token_count(self, prompt: str) -> TokenCount: ...
+
+
 def count_prompt_tokens(
-    conditioner: TextConditioner,
+    conditioner: CountsTokens,
     prompt: str,
     steps: int,
     *,
@@ -516,7 +518,7 @@ def count_prompt_tokens(
         prompt = strip_comments(prompt)
     text = parse_extra_network_tags(prompt).prompt
     flat = get_multicond_prompt_list([text]).flat_prompts if is_positive else [text]
-    schedules = get_learned_conditioning_prompt_schedules(flat, steps)
+    schedules = get_learned_conditioning_prompt_schedules(flat, max(1, steps))
     texts = [entry.text for schedule in schedules for entry in schedule]
     counts = [conditioner.token_count(t) for t in texts]
     return max(counts, key=lambda count: count.count)

@@ -218,7 +218,7 @@ class DenoiserEvents:
 
     @classmethod
     def for_job(cls, hooks: ScriptHooks | None, p: Any) -> DenoiserEvents | None:
-        if not isinstance(hooks, ScriptHooks):  # None, or something a script put on p.scripts
+        if hooks is None:
             return None
         flags = [hooks.wants(name) for name in PER_STEP_EVENTS]
         return cls(hooks, p, *flags) if any(flags) else None

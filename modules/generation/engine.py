@@ -232,7 +232,7 @@ class GenerationService:
     # --- the job -----------------------------------------------------------------------------
     def _hooks(self, p: Processing) -> ScriptHooks:
         """The job's hooks (set by run()); the service's own for a `p` made elsewhere."""
-        return p.scripts if isinstance(p.scripts, ScriptHooks) else self.hooks
+        return p.scripts if p.scripts is not None else self.hooks
 
     def process(self, p: Processing, control: JobControl) -> GenerationResult:
         self._hooks(p).before_process(p)

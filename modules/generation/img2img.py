@@ -221,7 +221,7 @@ def final_blend(p: Processing, samples: torch.Tensor, init_latent: torch.Tensor,
     on_mask_blend (is_final_blend) may change the blend."""
     nmask = 1.0 - keep
     blended = samples * nmask + init_latent * keep
-    if isinstance(p.scripts, ScriptHooks):
+    if p.scripts is not None:
         mba = MaskBlendArgs(samples, nmask, init_latent, keep, blended)
         p.scripts.on_mask_blend(p, mba)
         blended = mba.blended_latent

@@ -273,7 +273,7 @@ def _refiner_switch(
 
 def _extra_noise_hook(hooks: ScriptHooks | None, p: Processing) -> ExtraNoiseHook | None:
     """on_extra_noise: callbacks see (noise, init latent, noised latent) and may replace the noise."""
-    if not isinstance(hooks, ScriptHooks) or not hooks.wants("extra_noise"):
+    if hooks is None or not hooks.wants("extra_noise"):
         return None
 
     def hook(noise: torch.Tensor, x: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:

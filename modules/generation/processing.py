@@ -15,6 +15,7 @@ from PIL import Image
 
 from modules.core.devices import NanCheck
 from modules.core.options import OptionsView
+from modules.generation.hooks import ScriptHooks
 
 VERSION = "v1.10.1"  # the A1111 version whose behaviour we follow, written to infotext "Version"
 
@@ -108,7 +109,7 @@ class Processing:
     is_hr_pass: bool = False
     job_timestamp: str = ""
     comments: dict[str, Any] = field(default_factory=dict)
-    scripts: Any = None
+    scripts: ScriptHooks | None = None  # the job's hooks (A1111's p.scripts); None: the service's default
     preview_decoder: Any = None  # live preview (modules.generation.preview); set by the engine per job
     script_args: list[Any] = field(default_factory=list)
     embedding_lookup: Any = None  # textual-inversion lookup for the job's model (networks)

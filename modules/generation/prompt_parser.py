@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
+
+from modules.networks.types import ExtraNetworkParams
 
 
 class PromptSyntaxError(ValueError):
@@ -424,27 +426,6 @@ def strip_comments(text: str) -> str:
 
 # --------------------------------------------------------------------------------------------
 # Extra networks: <kind:arg:arg...>
-
-
-@dataclass(frozen=True)
-class ExtraNetworkParams:
-    """Arguments of one `<kind:...>` tag: all items, and them split into positional and key=value."""
-
-    items: tuple[str, ...]
-    positional: tuple[str, ...]
-    named: Mapping[str, str]
-
-    @classmethod
-    def from_items(cls, items: Sequence[str]) -> ExtraNetworkParams:
-        positional: list[str] = []
-        named: dict[str, str] = {}
-        for item in items:
-            parts = item.split("=", 2)
-            if len(parts) == 2:
-                named[parts[0]] = parts[1]
-            else:
-                positional.append(item)
-        return cls(tuple(items), tuple(positional), named)
 
 
 class ExtraNetworkParse(NamedTuple):

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
 from PIL import Image
 
 from modules.core.jobs import JobControl
-from modules.generation.hooks import ScriptHooks
+from modules.generation.hires_size import HiresSize, checked_hires_size
 from modules.generation.latents import (
     LATENT_UPSCALE_MODES,
     encode,
@@ -32,36 +33,9 @@ BUILTIN_IMAGE_UPSCALERS = {
 USE_SAME = ("", "Use same sampler", "Use same scheduler", "Use same checkpoint")
 
 
-def hires_target(p: Processing) -> tuple[int, int, int, int]:
-    """(upscale_w, upscale_h, final_w, final_h) with A1111's resize-to rules, multiples of 8."""
-    if p.hr_resize_x == 0 and p.hr_resize_y == 0:
-        w, h = int(p.width * p.hr_scale), int(p.height * p.hr_scale)
-        w, h = w - w % 8, h - h % 8
-        return w, h, w, h
-    if p.hr_resize_y == 0:
-        w, h = p.hr_resize_x, p.hr_resize_x * p.height // p.width
-    elif p.hr_resize_x == 0:
-        w, h = p.hr_resize_y * p.width // p.height, p.hr_resize_y
-    else:
-        # cover the requested box keeping the aspect ratio, then crop to it
-        if p.width / p.height < p.hr_resize_x / p.hr_resize_y:
-            w, h = p.hr_resize_x, p.hr_resize_x * p.height // p.width
-        else:
-            w, h = p.hr_resize_y * p.width // p.height, p.hr_resize_y
-        final_w, final_h = p.hr_resize_x - p.hr_resize_x % 8, p.hr_resize_y - p.hr_resize_y % 8
-        return w - w % 8, h - h % 8, final_w, final_h
-    w, h = w - w % 8, h - h % 8
-    return w, h, w, h
-
-
-def check_hires_target(p: Processing) -> tuple[int, int, int, int]:
-    """hires_target, refusing sizes the latent grid cannot hold (clear error before any work)."""
-    up_w, up_h, final_w, final_h = hires_target(p)
-    if min(up_w, up_h, final_w, final_h) < 64:
-        raise ValueError(
-            f"hires fix target {final_w}x{final_h} is too small (at least 64x64): raise hr_scale or the resize size"
-        )
-    return up_w, up_h, final_w, final_h
+def check_hires_target(p: Processing) -> HiresSize:
+    """The job's hires sizes (the same function the request limits check), refusing too small ones."""
+    return checked_hires_size(p.width, p.height, p.hr_scale, p.hr_resize_x, p.hr_resize_y)
 
 
 def record_hires_params(p: Processing) -> None:
@@ -133,49 +107,73 @@ def _hires_pass(
     models: ModelManager,
     networks: Mapping[str, Any] | None = None,
 ) -> torch.Tensor:
-    up_w, up_h, final_w, final_h = check_hires_target(p)
+    size = check_hires_target(p)
+    hr_latent = _upscaled_latent(p, models, model, latents, size)
+    denoising = float(p.denoising_strength if p.denoising_strength is not None else 0.7)
+    p.is_hr_pass = True
+    _before_hires_sampling(p, n, networks)
+    try:
+        if denoising <= 0:
+            # A1111 samples zero steps without noise here (its CI sends this shape): the upscale is the result
+            return hr_latent
+        # another hires checkpoint is pinned for this job only; the active model stays for other jobs
+        hr_model_ctx: AbstractContextManager[LoadedModel] = (
+            models.use(str(p.hr_checkpoint_name)) if _other_checkpoint(p) else nullcontext(model)
+        )
+        with hr_model_ctx as hr_model:
+            second = _second_pass_spec(p, hr_model, hr_latent, size, n, denoising)
+            with speed_patches(hr_model, SpeedSettings.for_job(p, hires=True)):  # token merging ratio hr
+                return run_pass(hr_model, p, second, control, preview_every=preview_every)
+    finally:
+        p.is_hr_pass = False
+
+
+def _other_checkpoint(p: Processing) -> bool:
+    return p.hr_checkpoint_name not in (None, *USE_SAME)
+
+
+def _upscaled_latent(
+    p: Processing, models: ModelManager, model: LoadedModel, latents: torch.Tensor, size: HiresSize
+) -> torch.Tensor:
+    """The first pass upscaled to the hires size (latent or image upscaler), cropped to the box."""
     upscaler = p.hr_upscaler or "Latent"
     if upscaler in LATENT_UPSCALE_MODES:
-        hr_latent = upscale_latent(latents, upscaler, up_h, up_w)
+        hr_latent = upscale_latent(latents, upscaler, size.upscale_h, size.upscale_w)
     else:
         images = tensor_to_pil(decode_checked(p, models, model, latents))  # NaN check + fp32 fallback
-        images = [_upscale_image(img, upscaler, up_w, up_h) for img in images]
+        images = [_upscale_image(img, upscaler, size.upscale_w, size.upscale_h) for img in images]
         hr_latent = encode(model.vae, pil_to_tensor(images))
-    if (final_w, final_h) != (up_w, up_h):
-        top, left = (up_h - final_h) // 16, (up_w - final_w) // 16
-        hr_latent = hr_latent[:, :, top : top + final_h // 8, left : left + final_w // 8]
-    hr_model = model
-    if p.hr_checkpoint_name not in (None, *USE_SAME):
-        hr_model = models.load(str(p.hr_checkpoint_name))
+    if size.crops:
+        top, left = (size.upscale_h - size.final_h) // 16, (size.upscale_w - size.final_w) // 16
+        hr_latent = hr_latent[:, :, top : top + size.final_h // 8, left : left + size.final_w // 8]
+    return hr_latent
+
+
+def _second_pass_spec(
+    p: Processing, hr_model: LoadedModel, hr_latent: torch.Tensor, size: HiresSize, n: int, denoising: float
+) -> PassSpec:
     start, end = n * p.batch_size, (n + 1) * p.batch_size
     hr_steps = p.hr_second_pass_steps or p.steps
-    second = PassSpec(
+    return PassSpec(
         steps=hr_steps,
         hires_steps=hr_steps,
         requested_steps=hr_steps,
-        width=final_w,
-        height=final_h,
+        width=size.final_w,
+        height=size.final_h,
         prompts=p.all_hr_prompts[start:end] or p.prompts,
         negative_prompts=p.all_hr_negative_prompts[start:end] or p.negative_prompts,
         sampler_name=p.sampler_name if p.hr_sampler_name in (None, *USE_SAME) else str(p.hr_sampler_name),
         scheduler=p.scheduler if p.hr_scheduler in (None, *USE_SAME) else str(p.hr_scheduler),
         init_latent=hr_latent,
-        denoising_strength=float(p.denoising_strength if p.denoising_strength is not None else 0.7),
-        image_cond=_txt2img_image_cond(hr_model, len(p.seeds), final_w, final_h),
+        denoising_strength=denoising,
+        image_cond=_txt2img_image_cond(hr_model, len(p.seeds), size.final_w, size.final_h),
     )
-    p.is_hr_pass = True
-    _before_hires_sampling(p, n, networks)
-    try:
-        with speed_patches(hr_model, SpeedSettings.for_job(p, hires=True)):  # token merging ratio hr
-            return run_pass(hr_model, p, second, control, preview_every=preview_every)
-    finally:
-        p.is_hr_pass = False
 
 
 def _before_hires_sampling(p: Processing, n: int, networks: Mapping[str, Any] | None) -> None:
     """A1111 sample_hr_pass: extra networks activate again (after_extra_networks_activate), then before_hr."""
     hooks = p.scripts
-    if not isinstance(hooks, ScriptHooks):
+    if hooks is None:
         return
     if not p.disable_extra_networks:
         hooks.after_extra_networks_activate(

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
-from modules.demo.dataset import COLOURS, SHAPES
-from modules.demo.model import IMAGE_SIZE
 from modules.generation.conditioning import TextConditioner
 from modules.generation.latents import encode, pil_to_tensor
 from modules.generation.samplers.schedules import ModelSigmas
+from modules.models.builtin_checkpoints import DEMO_COLOURS as COLOURS
+from modules.models.builtin_checkpoints import DEMO_IMAGE_SIZE as IMAGE_SIZE
+from modules.models.builtin_checkpoints import DEMO_SHAPES as SHAPES
 from modules.models.manager import LoadedModel
 
 NOISE_LEVELS = (0.6, 1.5, 3.0, 6.0)  # sigmas: low ones judge colour, high ones the shape

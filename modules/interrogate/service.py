@@ -111,7 +111,9 @@ class InterrogationService:
     def _demo(self, image: Image.Image, model: str, info: CheckpointInfo | None) -> str:
         from modules.interrogate.demo import read_image
 
-        with self.models.use(info) as loaded:
+        assert info is not None
+        model_in_use = self.models.load(info, vae=None)  # becomes the active model, as a generation would
+        with self.models.use(model_in_use) as loaded:
             reading = read_image(loaded, image)
         if model == "clip":
             return reading.caption

@@ -56,10 +56,6 @@ def addnet_hash_safetensors(path: Path) -> str:
         return _sha256_from(handle)
 
 
-def short_hash(sha256: str | None, length: int = 10) -> str | None:
-    return sha256[:length] if sha256 else None
-
-
 class HashCache:
     """Hashes remembered across runs in one JSON file.
 

@@ -27,9 +27,9 @@ from modules.models.errors import InvalidModelFile, ModelNotFound
 from modules.models.families import ModelFamily, is_refiner, is_sdxl, native_size
 from modules.models.fp8 import fp8_wanted, store_fp8
 from modules.models.hashes import HashCache
-from modules.models.identify import read_safetensors_header
 from modules.models.loader import Dtypes, load_diffusers_folder, load_single_file, text_encoders_of, tokenizers_of
 from modules.models.offload import BlockOffload, enable_block_offload
+from modules.models.safetensors_header import read_safetensors_header
 from modules.models.vae import (
     AUTOMATIC,
     VaeInfo,

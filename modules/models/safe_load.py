@@ -20,7 +20,7 @@ import safetensors.torch
 import torch
 
 from modules.models.errors import InvalidModelFile, UnsafeModelFile
-from modules.models.identify import read_safetensors_header
+from modules.models.safetensors_header import read_safetensors_header
 
 __all__ = ["UnsafeModelFile", "load_pickle", "load_state_dict", "unwrap_state_dict"]
 

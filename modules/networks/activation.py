@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modules.generation.prompt_parser import ExtraNetworkParams
 from modules.models.errors import ModelError
 from modules.models.families import ModelFamily, is_refiner, is_sd2, is_sdxl
 from modules.models.safe_load import load_state_dict
@@ -35,6 +34,7 @@ from modules.networks.keymap import ModelLayers, NetworkModel, module_weight
 from modules.networks.lora_formats import ParsedNetwork, parse_network
 from modules.networks.lora_patch import LayerChange, PatchedLayer, compute_patch, install, is_current
 from modules.networks.options import NetworkOptions
+from modules.networks.types import ExtraNetworkParams
 
 LORA_KINDS = ("lora", "lyco")
 HYPERNET_KIND = "hypernet"

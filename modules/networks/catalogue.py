@@ -28,7 +28,8 @@ from modules.core.naming import natural_key
 from modules.core.paths import Paths
 from modules.models.errors import ModelError
 from modules.models.hashes import HashCache
-from modules.models.identify import header_shapes, read_safetensors_header
+from modules.models.identify import header_shapes
+from modules.models.safetensors_header import read_safetensors_header
 from modules.networks.embeddings import EMBEDDING_SUFFIXES, EmbeddingFile, is_preview_image, read_embedding
 from modules.networks.infotext import rewrite_tags_by_hash
 

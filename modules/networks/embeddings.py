@@ -22,11 +22,11 @@ import safetensors.torch
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from modules.generation.chunking import EmbeddingMatch
 from modules.models.errors import InvalidModelFile
 from modules.models.families import ModelFamily, is_refiner, is_sd2, is_sdxl
 from modules.models.safe_load import PICKLE_SUFFIXES, load_pickle
 from modules.networks.image_embedding import embedding_from_image
+from modules.networks.types import EmbeddingMatch
 
 Tensor = torch.Tensor
 IMAGE_SUFFIXES = (".png", ".webp", ".jxl", ".avif")

@@ -150,10 +150,6 @@ def install(layers: Sequence[PatchedLayer]) -> AppliedPatch:
     return patch
 
 
-def apply_changes(changes: Sequence[LayerChange], *, functional: bool = False) -> AppliedPatch:
-    return install(compute_patch(changes, functional=functional))
-
-
 def _swap_in(patch: AppliedPatch, layer: PatchedLayer) -> None:
     module = layer.module
     with torch.no_grad():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
+from modules.access.policy import AccessPolicy
 from modules.core.devices import DevicePolicy
 from modules.core.jobs import LocalJobQueue
 from modules.core.options import Options, OptionsRegistry
@@ -22,6 +23,8 @@ from modules.networks.catalogue import NetworkCatalogue
 from modules.postprocessing.face_service import FaceRestorationService
 from modules.postprocessing.upscalers import UpscalerRegistry
 from modules.train.service import TrainingService
+from modules.workflows.runner import JobRunner
+from modules.workflows.settings import SettingsService
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,9 @@ class Services:
     models: ModelManager
     generation: GenerationService
     users: UserTable  # logins and admins (modules.core.users)
+    access: AccessPolicy  # the one access policy every adapter asks (modules.access.policy)
+    runner: JobRunner  # submit / stream / await jobs for a caller, UI and API alike
+    settings: SettingsService  # settings and checkpoint changes: Settings tab, quicksettings, API
     training: TrainingService  # embeddings / hypernetworks (modules.train)
     upscalers: UpscalerRegistry  # one registry for Extras, the API and hires fix, with the tile settings
     faces: FaceRestorationService  # one set of face restorers for generation, Extras and the API

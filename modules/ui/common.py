@@ -12,6 +12,7 @@ from typing import Any
 import gradio as gr
 from gradio.components import Component
 
+from modules.access.policy import Caller, caller_of
 from modules.core.cmd_args import is_non_local
 from modules.services import Services
 from modules.ui.ui_config import UiConfig
@@ -62,6 +63,18 @@ def user_of(request: gr.Request | None) -> str | None:
     return getattr(request, "username", None) if request is not None else None
 
 
+def caller_of_gradio(request: gr.Request | None) -> Caller:
+    """The caller of a Gradio event (a click in the page or a call to Gradio's API endpoints):
+    the same user and client address the HTTP routes see, so the same policy and quota apply."""
+    http = getattr(request, "request", None) if request is not None else None
+    scope = getattr(http, "scope", None)
+    if isinstance(scope, dict):
+        caller = caller_of(scope)
+        return caller if caller.user is not None else Caller(user_of(request), caller.address)
+    client = getattr(request, "client", None)
+    return Caller(user_of(request), str(getattr(client, "host", None) or "unknown"))
+
+
 def bind_values(names: Sequence[str], values: Sequence[Any]) -> dict[str, Any]:
     """Pair component values with their request field names; None values are left out so the
     request's defaults apply (a cleared number box means "default", not an error)."""
@@ -84,15 +97,6 @@ def error_html(message: str) -> str:
 def tool_button(symbol: str, elem_id: str) -> gr.Button:
     """A1111's small square icon buttons (🎲, ♻️, 🔄, ↙ ...)."""
     return gr.Button(symbol, elem_id=elem_id, elem_classes=["tool"], min_width=40, scale=0, size="sm")
-
-
-def choice_index(choices: Sequence[str], value: Any, default: int = 0) -> int:
-    if isinstance(value, int):
-        return value
-    try:
-        return list(choices).index(str(value))
-    except ValueError:
-        return default
 
 
 def updates_for(fields: Fields, values: Mapping[str, Any]) -> dict[Component, Any]:

@@ -20,9 +20,11 @@ import gradio as gr
 from gradio.blocks import Block
 from PIL import Image
 
+from modules.access.policy import AccessDenied, Caller
 from modules.core.options import OptionError, atomic_write_text
+from modules.models.errors import ModelError
 from modules.networks.catalogue import PREVIEW_EXTENSIONS, find_preview
-from modules.ui.common import UiContext, error_html, user_of
+from modules.ui.common import UiContext, caller_of_gradio, error_html
 from modules.ui.extra_networks import CardData, ExtraNetworksPanel
 from modules.ui.outputs import OutputPanel, gallery_paths
 
@@ -266,8 +268,8 @@ def _wire_actions(
                     editor.status: _ok_html(f"Preview saved as {written.name}"),
                     **dict(zip(panel.page_outputs, pages, strict=True)),
                 }
-            return _switch_checkpoint(ctx, panel, editor, action, checkpoint, user_of(request))
-        except (CardActionError, OSError, OptionError, KeyError) as exc:
+            return _switch_checkpoint(ctx, panel, editor, action, checkpoint, caller_of_gradio(request))
+        except (CardActionError, OSError, OptionError, KeyError, AccessDenied, ModelError) as exc:
             return {editor.status: error_html(str(exc))}
 
     panel.trigger.click(
@@ -306,14 +308,12 @@ def _switch_checkpoint(
     editor: MetadataEditor,
     action: Mapping[str, str],
     checkpoint: Block | None,
-    user: str | None,
+    caller: Caller,
 ) -> dict[Block, Any]:
     card = find_card(ctx, panel, "checkpoints", action["name"])
     ctx.services.models.find_checkpoint(card.checkpoint)  # KeyError if it is gone
     if checkpoint is not None:  # the quicksettings dropdown loads it in the background
         return {checkpoint: gr.update(value=card.checkpoint), editor.status: ""}
-    options = ctx.services.options
-    if options.set(CHECKPOINT_KEY, card.checkpoint):
-        options.save()
-    log.info("checkpoint %s chosen from its card by %s", card.checkpoint, user or "local user")
+    ctx.services.settings.apply(caller, {CHECKPOINT_KEY: card.checkpoint})  # the admin rule, load, then store
+    log.info("checkpoint %s chosen from its card by %s", card.checkpoint, caller.user or "local user")
     return {editor.status: _ok_html(f"Checkpoint: {card.checkpoint}")}

@@ -12,13 +12,14 @@ import gradio as gr
 from gradio.components import Component
 from PIL import Image
 
-from modules.core.jobs import JobControl
+from modules.core.jobs import JobControl, QueueFull
 from modules.generation.filename_pattern import FilenameContext
 from modules.generation.saving import SavingOptions, save_image
 from modules.postprocessing import ExtrasParams, UpscalerRegistry, run_extras
 from modules.postprocessing.face_restoration import FaceRestorationUnavailable, FaceRestorers
-from modules.ui.common import UiContext, error_html, tool_button, user_of
-from modules.ui.outputs import POLL_SECONDS
+from modules.ui.common import UiContext, caller_of_gradio, error_html, tool_button
+from modules.workflows.extras import check_extras_size
+from modules.workflows.runner import JobKind
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -187,17 +188,21 @@ def build_extras(ctx: UiContext) -> dict[str, Any]:
             for name in (params.upscaler_1, params.upscaler_2):
                 if name != "None":
                     upscalers.get(name)
+            if int(mode_i or 0) == 2 and ctx.services.access.path_settings_locked:  # server folders
+                raise gr.Error("Batch from directory is disabled on this server (--hide-ui-dir-config or --listen).")
             sources = _sources(int(mode_i or 0), single, files, in_dir)
-        except (ValueError, gr.Error, FaceRestorationUnavailable) as exc:
+            for source, _name in sources:  # the API's limit, before anything is queued
+                check_extras_size(ctx.services.access, source, params)
+            target = str(out_dir or "").strip() if int(mode_i or 0) == 2 else ""
+            job = ctx.services.runner.submit(
+                caller_of_gradio(request),
+                JobKind.EXTRAS,
+                lambda c: process_images(ctx, sources, params, upscalers, target, c, faces),
+            )
+        except (ValueError, gr.Error, FaceRestorationUnavailable, QueueFull) as exc:
             yield {info: error_html(str(exc))}
             return
-        target = str(out_dir or "").strip() if int(mode_i or 0) == 2 else ""
-        job = ctx.services.jobs.submit(
-            "extras",
-            lambda c: process_images(ctx, sources, params, upscalers, target, c, faces),
-            owner=user_of(request),
-        )
-        while not job.done_event.wait(POLL_SECONDS):
+        for _ in ctx.services.runner.stream(job):
             done = job.control.progress() * 100
             yield {
                 progress: f'<div class="progressDiv"><div class="progress" style="width:{done:.0f}%">{done:.0f}%</div></div>'

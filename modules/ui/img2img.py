@@ -18,13 +18,14 @@ from modules.generation.processing import GenerationResult
 from modules.generation.requests import INPAINTING_FILL_NAMES, RESIZE_MODE_NAMES, Img2ImgRequest
 from modules.ui import params
 from modules.ui.common import Fields, UiContext
-from modules.ui.extra_networks import build_extra_networks
+from modules.ui.extra_networks_panel import build_extra_networks
 from modules.ui.interrogate import build_interrogate_buttons, wire_interrogate
 from modules.ui.outputs import output_panel
 from modules.ui.paste import infotext_to_ui_values
 from modules.ui.scripts_ui import build_scripts_ui
 from modules.ui.toprow import TokenCounter, build_toprow, wire_interrupt_skip
 from modules.ui.wiring import JobFactory, wire_generate, wire_paste
+from modules.workflows.generate import check_generation_request
 
 MODES = ("img2img", "sketch", "inpaint", "inpaint_sketch", "inpaint_upload", "batch")
 MODE_LABELS = ("img2img", "Sketch", "Inpaint", "Inpaint sketch", "Inpaint upload", "Batch")
@@ -320,6 +321,7 @@ def _job_factory(ctx: UiContext, extra_names: list[str]) -> JobFactory:
                 )
             }
         request = Img2ImgRequest(**data, save_images=True)
+        check_generation_request(ctx.services.access, ctx.services.options, request)
         mask = init.mask.convert("L") if init.mask is not None else None
         return lambda control: generation.img2img(
             request, control, user=user, init_images=[image], mask=mask, hooks=hooks
@@ -339,8 +341,8 @@ def _batch_job(
     ctx: UiContext, data: dict[str, Any], values: dict[str, Any], user: str | None, hooks: ScriptHooks | None
 ) -> Callable[[JobControl], Any]:
     """A1111's img2img batch: every image of a folder (with its mask from the mask folder)."""
-    if ctx.services.args.hide_ui_dir_config:
-        raise gr.Error("Batch from directory is disabled (--hide-ui-dir-config).")
+    if ctx.services.access.path_settings_locked:  # reading and writing server folders
+        raise gr.Error("Batch from directory is disabled on this server (--hide-ui-dir-config or --listen).")
     files = _image_files(str(values.get("batch_input") or ""))
     if not files:
         raise gr.Error("The input directory holds no images.")
@@ -350,6 +352,8 @@ def _batch_job(
     if output:
         overrides.update({"outdir_samples": output, "save_to_dirs": False})
     generation = ctx.services.generation
+    first = Img2ImgRequest(**dict(data, override_settings=overrides or None), save_images=True)
+    check_generation_request(ctx.services.access, ctx.services.options, first)
 
     def run(control: JobControl) -> GenerationResult:
         merged: GenerationResult | None = None
@@ -361,6 +365,7 @@ def _batch_job(
                 fields.update(_png_info_fields(ctx, path, values, data))
             mask = _batch_mask(mask_dir, path)
             request = Img2ImgRequest(**fields, save_images=True)
+            check_generation_request(ctx.services.access, ctx.services.options, request)  # png info fields
             result = generation.img2img(
                 request, control, user=user, init_images=[_flatten(image)], mask=mask, hooks=hooks
             )

@@ -11,8 +11,10 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
+from modules.core.jobs import QueueFull
 from modules.interrogate.service import InterrogationService, InterrogatorUnavailable
-from modules.ui.common import UiContext, user_of
+from modules.ui.common import UiContext, caller_of_gradio
+from modules.workflows.runner import JobKind
 
 
 def _image_of(mode: str, values: dict[str, Any]) -> Image.Image:
@@ -51,12 +53,12 @@ def wire_interrogate(
 
     def run(model: str, mode_index: Any, values: Sequence[Any], request: gr.Request | None) -> str:
         image = _image_of(modes[int(mode_index or 0)], dict(zip(names, values, strict=True)))
-        job = ctx.services.jobs.submit(
-            "interrogate", lambda _: service.interrogate(image, model), owner=user_of(request)
-        )
         try:
+            job = ctx.services.runner.submit(
+                caller_of_gradio(request), JobKind.INTERROGATE, lambda _: service.interrogate(image, model)
+            )
             return str(job.wait())
-        except InterrogatorUnavailable as exc:
+        except (InterrogatorUnavailable, QueueFull) as exc:
             raise gr.Error(str(exc)) from None
 
     def clip(mode_index: Any, a: Any, b: Any, c: Any, d: Any, e: Any, request: gr.Request) -> str:

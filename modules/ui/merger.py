@@ -10,11 +10,12 @@ from typing import Any
 import gradio as gr
 from gradio.components import Component
 
-from modules.core.jobs import JobControl
+from modules.access.policy import AccessDenied
+from modules.core.jobs import JobControl, QueueFull
 from modules.merger import InterpMethod, MergeRequest, MergeResult, merge_checkpoints
-from modules.ui.common import UiContext, error_html, tool_button, user_of
+from modules.ui.common import UiContext, caller_of_gradio, error_html, tool_button
 from modules.ui.option_components import checkpoint_choices
-from modules.ui.outputs import POLL_SECONDS
+from modules.workflows.runner import JobKind
 
 CONFIG_SOURCES = ("A, B or C", "B", "C", "Don't")
 
@@ -159,8 +160,14 @@ def build_merger(ctx: UiContext) -> None:
 
             return merge_checkpoints(merge_req, progress=report)
 
-        queued = ctx.services.jobs.submit("modelmerger", job, owner=user_of(request))
-        while not queued.done_event.wait(POLL_SECONDS):
+        try:
+            caller = caller_of_gradio(request)
+            ctx.services.access.require_settings_access(caller)  # a new model file: a global change
+            queued = ctx.services.runner.submit(caller, JobKind.MERGE, job)
+        except (AccessDenied, QueueFull) as exc:
+            yield {result: error_html(str(exc))}
+            return
+        for _ in ctx.services.runner.stream(queued):
             yield {result: f"<p>Merging... {progress['done']}/{progress['total']} tensors</p>"}
         try:
             merged: MergeResult = queued.wait()

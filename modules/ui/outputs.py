@@ -26,12 +26,14 @@ import gradio as gr
 from gradio.components import Component
 from PIL import Image
 
-from modules.core.jobs import Job, JobControl, JobInterrupted
+from modules.access.policy import Caller
+from modules.core.jobs import Job, JobControl, JobInterrupted, QueueFull
 from modules.generation.filename_pattern import FilenameContext
 from modules.generation.image_io import read_info_from_image
 from modules.generation.processing import GenerationResult
 from modules.generation.saving import SavingOptions, save_image
 from modules.ui.common import UiContext, error_html, infotext_html, tool_button
+from modules.workflows.runner import JobKind, describe
 
 log = logging.getLogger(__name__)
 
@@ -171,26 +173,36 @@ def gallery_items(ctx: UiContext, result: GenerationResult) -> list[Any]:
 
 
 def stream_job(
-    ctx: UiContext, panel: OutputPanel, kind: str, fn: Callable[[JobControl], Any], user: str | None
+    ctx: UiContext, panel: OutputPanel, kind: JobKind, fn: Callable[[JobControl], Any], caller: Caller
 ) -> Iterator[dict[Component, Any]]:
-    """Submit `fn` to the job queue and stream progress, then the result, into `panel`."""
-    job = ctx.services.jobs.submit(kind, fn, owner=user)
+    """Submit `fn` for the caller (the same runner and quota as the API) and stream progress,
+    then the result, into `panel`."""
+    runner = ctx.services.runner
+    try:
+        job = runner.submit(caller, kind, fn)
+    except (QueueFull, ValueError) as exc:  # the caller's queue limit: said in the tab, nothing queued
+        yield {panel.progress: "", panel.html_info: error_html(describe(exc))}
+        return
     yield {panel.task_id: job.id, panel.progress: progress_html(job, ctx.services.jobs.position(job), None)}
     preview_id, preview_uri = -1, None
-    while not job.done_event.wait(POLL_SECONDS):
+    for position in runner.stream(job, POLL_SECONDS):
         control = job.control
         if control.preview is not None and control.preview_id != preview_id:
             # A1111 shows the live preview where the result will be, at the output's size
             preview = preview_at_output_size(control.preview, control.preview_size)
             preview_id, preview_uri = control.preview_id, _preview_data_uri(preview)
-        yield {panel.progress: progress_html(job, ctx.services.jobs.position(job), preview_uri)}
+        yield {panel.progress: progress_html(job, position, preview_uri)}
     try:
         result = job.wait()
     except JobInterrupted:
         yield {panel.progress: "", panel.html_info: infotext_html("Interrupted before it started."), panel.task_id: ""}
         return
     except Exception as exc:  # boundary: show the job's error in the tab instead of a stack trace
-        yield {panel.progress: "", panel.html_info: error_html(f"{type(exc).__name__}: {exc}"), panel.task_id: ""}
+        yield {
+            panel.progress: "",
+            panel.html_info: error_html(f"{type(exc).__name__}: {describe(exc)}"),
+            panel.task_id: "",
+        }
         return
     yield result_updates(ctx, panel, result)
 

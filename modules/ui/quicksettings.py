@@ -1,7 +1,7 @@
 """The top bar: quicksettings (A1111 default: checkpoint, VAE, clip skip), each with its refresh button.
 
-Changing the checkpoint stores sd_model_checkpoint (the engine reads it for every job) and loads
-the model in the job queue, streaming its state, so the page stays usable meanwhile.
+Changing the checkpoint loads the model in the job queue, streaming its state, so the page stays
+usable meanwhile, and stores sd_model_checkpoint (the engine reads it for every job) once it loaded.
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from typing import Any
 import gradio as gr
 from gradio.components import Component
 
-from modules.core.jobs import JobControl
+from modules.access.policy import AccessDenied
+from modules.core.jobs import Job
 from modules.core.options import OptionError
-from modules.ui.common import UiContext, tool_button, user_of
+from modules.models.errors import ModelError
+from modules.ui.common import UiContext, caller_of_gradio, tool_button
 from modules.ui.option_components import option_component, refresh_choices_update, runtime_choices
-from modules.ui.outputs import POLL_SECONDS
 from modules.ui.settings import settings_json
 
 CHECKPOINT = "sd_model_checkpoint"
@@ -70,44 +71,47 @@ def _wire_refresh(ctx: UiContext, key: str, component: Component, button: gr.But
 
 
 def _wire_change(ctx: UiContext, key: str, component: Any, status: gr.HTML, json_box: gr.Textbox) -> None:
+    """The same path as the Settings tab and POST /sdapi/v1/options: validated, checked against the
+    access policy (a refused change is not stored and the control goes back to the stored value),
+    a new checkpoint loaded in the job queue first and stored once it loaded."""
     options = ctx.services.options
+    settings = ctx.services.settings
 
-    def change(value: Any, request: gr.Request) -> Iterator[tuple[str, str]]:
+    def change(value: Any, request: gr.Request) -> Iterator[tuple[str, str, Any]]:
         if value is None:
             return
         try:
-            if key == CHECKPOINT:
-                ctx.services.models.find_checkpoint(str(value))
-            changed = bool(options.update({key: value}))  # a failed write changes nothing
-        except (OptionError, KeyError, ValueError, OSError) as exc:
-            yield f'<span class="error">{html.escape(str(exc))}</span>', settings_json(options)
+            prepared = settings.prepare(caller_of_gradio(request), {key: value}, strict=True)
+            settings.store(prepared)  # a failed write (OSError) changes nothing
+        except (OptionError, ModelError, AccessDenied, OSError) as exc:
+            yield f'<span class="error">{html.escape(str(exc))}</span>', settings_json(options), _stored(ctx, key)
             return
-        if key != CHECKPOINT or not changed:
-            yield "", settings_json(options)
+        job = settings.load_checkpoint(prepared)
+        if job is None:
+            yield "", settings_json(options), gr.update()
             return
-        for text in _load_in_background(ctx, str(value), user_of(request)):
-            yield text, settings_json(options)
+        for text in _stream_load(ctx, job, str(value)):
+            yield text, settings_json(options), gr.update()
 
     component.change(
         change,
         inputs=[component],
-        outputs=[status, json_box],
+        outputs=[status, json_box, component],
         show_progress="hidden",
         concurrency_limit=None,
         trigger_mode="always_last",
     )
 
 
-def _load_in_background(ctx: UiContext, title: str, user: str | None) -> Iterator[str]:
-    models = ctx.services.models
+def _stored(ctx: UiContext, key: str) -> Any:
+    """The control's stored value (the active checkpoint when none is stored)."""
+    value = ctx.services.options.get(key)
+    return _active_title(ctx) if key == CHECKPOINT and not value else value
 
-    def load(_control: JobControl) -> str:
-        return models.load(title).checkpoint.title
 
-    job = ctx.services.jobs.submit("load_model", load, owner=user)
+def _stream_load(ctx: UiContext, job: Job, title: str) -> Iterator[str]:
     shown = html.escape(title)
-    while not job.done_event.wait(POLL_SECONDS):
-        position = ctx.services.jobs.position(job)
+    for position in ctx.services.runner.stream(job):
         waiting = f" (waiting for {position} job(s))" if position else ""
         yield f'<span class="loading">Loading {shown}...{waiting}</span>'
     try:

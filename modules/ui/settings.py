@@ -6,79 +6,39 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 from gradio.components import Component
 
-from modules.core.options import OptionError, OptionInfo, Options, SettingsNotSaved
-from modules.ui.common import UiContext
+from modules.access.policy import AccessDenied
+from modules.core.options import OptionInfo, Options
+from modules.models.errors import ModelError
+from modules.ui.common import UiContext, caller_of_gradio
 from modules.ui.option_components import ChoicesFn, option_component, runtime_choices
+from modules.workflows.settings import ApplyResult
 
 
-@dataclass
-class ApplyResult:
-    changed: list[str] = field(default_factory=list)
-    errors: dict[str, str] = field(default_factory=dict)
-    needs_reload_ui: list[str] = field(default_factory=list)
-    needs_restart: list[str] = field(default_factory=list)
-
-    def html(self, options: Options) -> str:
-        parts = [
-            f"<p>{len(self.changed)} settings changed"
-            + (": " + ", ".join(self.changed) if self.changed else ".")
-            + "</p>"
-        ]
-        for key, message in self.errors.items():
-            parts.append(f'<p class="error">{html.escape(key)}: {html.escape(message)}</p>')
-        if self.needs_reload_ui:
-            parts.append('<p class="restart-notice">Reload UI to apply: ' + ", ".join(self.needs_reload_ui) + "</p>")
-        if self.needs_restart:
-            parts.append(
-                '<p class="restart-notice">Restart the server to apply: ' + ", ".join(self.needs_restart) + "</p>"
-            )
-        return '<div id="settings_result_text">' + "".join(parts) + "</div>"
+def result_html(result: ApplyResult) -> str:
+    parts = [
+        f"<p>{len(result.changed)} settings changed"
+        + (": " + ", ".join(result.changed) if result.changed else ".")
+        + "</p>"
+    ]
+    for key, message in result.errors.items():
+        parts.append(f'<p class="error">{html.escape(key)}: {html.escape(message)}</p>')
+    if result.needs_reload_ui:
+        parts.append('<p class="restart-notice">Reload UI to apply: ' + ", ".join(result.needs_reload_ui) + "</p>")
+    if result.needs_restart:
+        parts.append(
+            '<p class="restart-notice">Restart the server to apply: ' + ", ".join(result.needs_restart) + "</p>"
+        )
+    return '<div id="settings_result_text">' + "".join(parts) + "</div>"
 
 
-def frozen_keys(ctx: UiContext) -> set[str]:
-    """--freeze-settings, --freeze-settings-in-sections, --freeze-specific-settings (A1111)."""
-    args = ctx.services.args
-    registry = ctx.services.registry.options
-    if args.freeze_settings:
-        return set(registry)
-    sections = {s.strip() for s in (args.freeze_settings_in_sections or "").split(",") if s.strip()}
-    keys = {s.strip() for s in (args.freeze_specific_settings or "").split(",") if s.strip()}
-    return keys | {k for k, info in registry.items() if info.section[0] in sections}
-
-
-def apply_settings(
-    options: Options,
-    keys: Sequence[str],
-    values: Sequence[Any],
-    frozen: set[str] = frozenset(),  # type: ignore[assignment]
-) -> ApplyResult:
-    """Validate and store the shown values; saves config.json when anything changed."""
-    result = ApplyResult()
-    valid: dict[str, Any] = {}
-    for key, value in zip(keys, values, strict=True):
-        if key in frozen or value is None:
-            continue
-        try:
-            valid[key] = options.validate(key, value)
-        except OptionError as exc:
-            result.errors[key] = str(exc)
-    try:
-        result.changed = options.update(valid)  # a failed write leaves the running values as they were
-    except SettingsNotSaved as exc:  # a full disk: nothing changed
-        result.errors["config.json"] = str(exc)
-    for key in result.changed:
-        info = options.registry[key]
-        if info.needs_reload_ui:
-            result.needs_reload_ui.append(info.label)
-        if info.needs_restart:
-            result.needs_restart.append(info.label)
-    return result
+def refused_html(message: str) -> str:
+    return f'<div id="settings_result_text"><p class="error">Nothing was changed: {html.escape(message)}</p></div>'
 
 
 def settings_json(options: Options) -> str:
@@ -106,7 +66,7 @@ def build_settings(
     """`skip`: options shown elsewhere (quicksettings own their `setting_<key>` element)."""
     options = ctx.services.options
     choices = runtime_choices(ctx.services)
-    frozen = frozen_keys(ctx)
+    frozen = ctx.services.access.frozen_keys()
     components: dict[str, Component] = {}
     with gr.Row(elem_id="settings_top"):
         submit = gr.Button(
@@ -132,9 +92,13 @@ def build_settings(
             _defaults_page(ctx)
     keys = list(components)
 
-    def apply(*values: Any) -> dict[Component, Any]:
-        outcome = apply_settings(options, keys, values, frozen)
-        return {result: outcome.html(options), json_box: settings_json(options)}
+    def apply(request: gr.Request, *values: Any) -> dict[Component, Any]:
+        """The same path as quicksettings and POST /sdapi/v1/options (admin rule, folder lock)."""
+        try:
+            outcome = ctx.services.settings.apply(caller_of_gradio(request), dict(zip(keys, values, strict=True)))
+        except (AccessDenied, ModelError) as exc:
+            return {result: refused_html(str(exc)), json_box: settings_json(options)}
+        return {result: result_html(outcome), json_box: settings_json(options)}
 
     submit.click(apply, inputs=[components[k] for k in keys], outputs=[result, json_box])
     show_all.click(None, js="() => { settingsShowAllPages(); }")

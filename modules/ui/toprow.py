@@ -12,12 +12,7 @@ import gradio as gr
 from modules.core.jobs import JobNotFound
 from modules.extension_host.generation_hooks import before_token_counter
 from modules.generation.chunking import PromptChunker, TokenCount
-from modules.generation.prompt_parser import (
-    get_learned_conditioning_prompt_schedules,
-    get_multicond_prompt_list,
-    parse_extra_network_tags,
-    strip_comments,
-)
+from modules.generation.conditioning import count_prompt_tokens
 from modules.generation.styles import PromptStyle, StyleDatabase
 from modules.models.tokenizer import load_clip_tokenizer
 from modules.ui.common import UiContext, tool_button, user_of
@@ -39,13 +34,9 @@ class TokenCounter:
 
     def count(self, prompt: str, steps: int, *, is_positive: bool = True, comments: bool = True) -> TokenCount:
         """The longest text the prompt turns into (AND parts, editing schedule), as in A1111."""
-        text = strip_comments(prompt) if comments else prompt
-        text = parse_extra_network_tags(text).prompt
-        flat = get_multicond_prompt_list([text]).flat_prompts if is_positive else [text]
-        schedules = get_learned_conditioning_prompt_schedules(flat, max(1, steps))
-        chunker = self._get_chunker()
-        counts = [chunker.token_count(entry.text) for schedule in schedules for entry in schedule]
-        return max(counts, key=lambda c: c.count)
+        return count_prompt_tokens(
+            self._get_chunker(), prompt, steps, is_positive=is_positive, remove_comments=comments
+        )
 
 
 def token_counter_html(count: TokenCount) -> str:

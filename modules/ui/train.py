@@ -16,7 +16,7 @@ from gradio.components import Component
 
 from modules.networks.hypernetworks import activation_classes
 from modules.train.requests import DEFAULT_HYPERNETWORK_SIZES, WEIGHT_INITS
-from modules.ui.common import UiContext, tool_button, user_of
+from modules.ui.common import UiContext, caller_of_gradio, tool_button, user_of
 from modules.ui.train_actions import (
     TXT2IMG_PREVIEW_FIELDS,
     TrainView,
@@ -420,7 +420,7 @@ def _wire(
     for kind in ("embedding", "hypernetwork"):
 
         def run(request: gr.Request, *values: Any, _kind: str = kind) -> Iterator[dict[Component, Any]]:
-            views = train_action(ctx, _kind, dict(zip(all_names, values, strict=True)), user_of(request))
+            views = train_action(ctx, _kind, dict(zip(all_names, values, strict=True)), caller_of_gradio(request))
             for view in views:
                 yield out.updates(view)
 
@@ -435,7 +435,7 @@ def _wire(
     prep_names, prep_inputs = _fields(prep)
 
     def run_preprocess(request: gr.Request, *values: Any) -> Iterator[dict[Component, Any]]:
-        for view in preprocess_action(ctx, dict(zip(prep_names, values, strict=True)), user_of(request)):
+        for view in preprocess_action(ctx, dict(zip(prep_names, values, strict=True)), caller_of_gradio(request)):
             yield out.updates(view)
 
     prep["button"].click(

@@ -19,7 +19,8 @@ from typing import Any
 from PIL import Image
 from pydantic import ValidationError
 
-from modules.core.jobs import Job, JobInterrupted, JobNotFound
+from modules.access.policy import AccessDenied, Caller
+from modules.core.jobs import Job, JobInterrupted, JobNotFound, QueueFull
 from modules.models.errors import ModelError
 from modules.train.errors import TrainingError
 from modules.train.requests import (
@@ -34,6 +35,7 @@ from modules.train.requests import (
 )
 from modules.train.service import TrainingService
 from modules.ui.common import UiContext, error_html
+from modules.workflows.runner import JobKind
 
 POLL_SECONDS = 0.25
 TRAINABLE_SUFFIXES = (".pt", ".safetensors", ".bin")  # formats training reads and writes
@@ -193,12 +195,17 @@ def train_request(kind: str, values: Mapping[str, Any]) -> TrainRequest:
     return TrainHypernetworkRequest(**data)
 
 
-def submit_training(ctx: UiContext, kind: str, req: TrainRequest, user: str | None) -> Job:
+def submit_training(ctx: UiContext, kind: str, req: TrainRequest, caller: Caller) -> Job:
+    """Training writes files on the server: a global change (the access policy's admin rule)."""
+    ctx.services.access.require_settings_access(caller)
     training = training_service(ctx)
+    runner = ctx.services.runner
     if isinstance(req, TrainEmbeddingRequest):
-        return training.submit_train_embedding(ctx.services.jobs, req, owner=user)
+        embedding = req
+        return runner.submit(caller, JobKind.TRAIN, lambda c: training.train_embedding(embedding, c), req.id_task)
     assert isinstance(req, TrainHypernetworkRequest)
-    return training.submit_train_hypernetwork(ctx.services.jobs, req, owner=user)
+    hypernetwork = req
+    return runner.submit(caller, JobKind.TRAIN, lambda c: training.train_hypernetwork(hypernetwork, c), req.id_task)
 
 
 def progress_html(job: Job, position: int) -> str:
@@ -291,29 +298,30 @@ def _final_view(job: Job, kind: str, seen: list[int]) -> TrainView:
     return TrainView(output=str(result), outcome="", done=True, result=result)
 
 
-def train_action(ctx: UiContext, kind: str, values: Mapping[str, Any], user: str | None) -> Iterator[TrainView]:
+def train_action(ctx: UiContext, kind: str, values: Mapping[str, Any], caller: Caller) -> Iterator[TrainView]:
     """Train Embedding / Train Hypernetwork: check the request, queue the job, stream its progress."""
     label = f"train {kind}"
     try:
         req = train_request(kind, values)
-        job = submit_training(ctx, kind, req, user)
-    except (ValidationError, TrainingError, ValueError) as exc:
+        job = submit_training(ctx, kind, req, caller)
+    except (ValidationError, TrainingError, ValueError, AccessDenied, QueueFull) as exc:
         message = _user_error(exc)
         yield TrainView(output=f"{label} error: {message}", outcome=error_html(message), done=True)
         return
     yield from stream_job(ctx, job, kind)
 
 
-def preprocess_action(ctx: UiContext, values: Mapping[str, Any], user: str | None) -> Iterator[TrainView]:
+def preprocess_action(ctx: UiContext, values: Mapping[str, Any], caller: Caller) -> Iterator[TrainView]:
     """Preprocess images: a queued job over the source folder (interruptible between images)."""
     try:
+        ctx.services.access.require_settings_access(caller)  # reads and writes server folders
         training = training_service(ctx)
         req = PreprocessRequest(**{k: v for k, v in values.items() if v is not None})
-    except (ValidationError, TrainingError) as exc:
+        job = ctx.services.runner.submit(caller, JobKind.PREPROCESS, lambda control: training.preprocess(req, control))
+    except (ValidationError, TrainingError, AccessDenied, QueueFull) as exc:
         message = _user_error(exc)
         yield TrainView(output=f"preprocess error: {message}", outcome=error_html(message), done=True)
         return
-    job = ctx.services.jobs.submit("train-preprocess", lambda control: training.preprocess(req, control), owner=user)
     yield from stream_job(ctx, job, "preprocess")
 
 

@@ -12,11 +12,12 @@ from modules.generation.hooks import ScriptHooks
 from modules.generation.requests import Txt2ImgRequest
 from modules.ui import params
 from modules.ui.common import Fields, UiContext
-from modules.ui.extra_networks import build_extra_networks
+from modules.ui.extra_networks_panel import build_extra_networks
 from modules.ui.outputs import output_panel
 from modules.ui.scripts_ui import build_scripts_ui
 from modules.ui.toprow import TokenCounter, build_toprow, wire_interrupt_skip
 from modules.ui.wiring import JobFactory, wire_generate, wire_paste
+from modules.workflows.generate import check_generation_request
 
 
 def build_txt2img(ctx: UiContext, counter: TokenCounter) -> Fields:
@@ -59,6 +60,7 @@ def _job_factory(ctx: UiContext) -> JobFactory:
         data: dict[str, Any], _extra: Sequence[Any], user: str | None, hooks: ScriptHooks | None
     ) -> Callable[[JobControl], Any]:
         request = Txt2ImgRequest(**data, save_images=True)
+        check_generation_request(ctx.services.access, ctx.services.options, request)
         return lambda control: generation.txt2img(request, control, user=user, hooks=hooks)
 
     return make

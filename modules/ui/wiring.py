@@ -11,22 +11,25 @@ import gradio as gr
 from gradio.components import Component
 from PIL import Image
 
+from modules.access.policy import AccessDenied
 from modules.core.jobs import JobControl
 from modules.core.options import OptionError
 from modules.generation.hooks import ScriptHooks
 from modules.generation.infotext_fields import Tab
 from modules.models.errors import ModelError
 from modules.networks.infotext import LORA_HASHES
-from modules.ui.common import Fields, UiContext, bind_values, error_html, updates_for, user_of
+from modules.ui.common import Fields, UiContext, bind_values, caller_of_gradio, error_html, updates_for, user_of
 from modules.ui.outputs import OutputPanel, gallery_paths, selected_infotext, stream_job
 from modules.ui.params import refiner_request_values
 from modules.ui.paste import infotext_to_ui_values, override_settings_from_entries, with_refiner_toggle
 from modules.ui.scripts_ui import ScriptPasteField, ScriptsUi, paste_script_updates, unique_components
 from modules.ui.toprow import Toprow
+from modules.workflows.runner import JobKind, describe
 
 log = logging.getLogger(__name__)
 
-# (values by field name, extra input values, user, script hooks or None) -> the job function to queue
+# (values by field name, extra input values, user, script hooks or None) -> the job function to
+# queue; the factory checks the request it builds (check_generation_request) before returning
 JobFactory = Callable[[dict[str, Any], Sequence[Any], str | None, ScriptHooks | None], Callable[[JobControl], Any]]
 
 
@@ -58,10 +61,10 @@ def wire_generate(
             data["override_settings"] = entries or None
             hooks = scripts.hooks(script_values) if scripts is not None else None
             job_fn = make_job(data, extra, user_of(request), hooks)
-        except (ValueError, OptionError) as exc:  # pydantic ValidationError is a ValueError
-            yield {panel.html_info: error_html(str(exc)), panel.progress: ""}
+        except (ValueError, OptionError, AccessDenied, ModelError) as exc:  # pydantic ValidationError is a ValueError
+            yield {panel.html_info: error_html(describe(exc)), panel.progress: ""}
             return
-        yield from stream_job(ctx, panel, kind, job_fn, user_of(request))
+        yield from stream_job(ctx, panel, JobKind(kind), job_fn, caller_of_gradio(request))
 
     inputs = [*extra_inputs, *script_inputs, override, *(fields[n] for n in names)]
     toprow.generate.click(

@@ -1,8 +1,8 @@
 """Adherence figures for the demo model, measured through the app's own generation path.
 
 Images come from GenerationService (the same loader, samplers and infotext as any checkpoint) and
-are scored by the judge (modules/demo/judge.py). Used by tests/test_demo_model.py and by
-`python -m modules.demo.report`, which writes the figures and grids of docs/demo-model.md.
+are scored by the judge (tools/demo/judge.py). Used by tests/test_demo_model.py and by
+`python -m tools.demo.report`, which writes the figures and grids of docs/demo-model.md.
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ from modules.core.devices import DevicePolicy
 from modules.core.jobs import JobControl
 from modules.core.options import Options
 from modules.core.paths import Paths
-from modules.demo.dataset import COLOURS, Scene, caption, render
-from modules.demo.judge import judge
-from modules.demo.model import IMAGE_SIZE
 from modules.generation.engine import GenerationService
 from modules.generation.processing import GenerationResult
 from modules.generation.requests import Img2ImgRequest, Txt2ImgRequest
 from modules.models.hashes import HashCache
 from modules.models.manager import ModelManager
+from tools.demo.dataset import COLOURS, Scene, caption, render
+from tools.demo.judge import judge
+from tools.demo.model import IMAGE_SIZE
 
 TEST_SHAPES = ("circle", "square", "triangle")
 COLOUR_PROMPT = "a {colour} circle on a white background"

@@ -7,7 +7,7 @@ embedding tables) and is written in well under a second. Weights are
 random but deterministic (fixed seed). The full CLIP vocabulary (49,408 tokens) is kept so the
 real tokenizer works with them.
 
-    python -m modules.testing.tiny_models OUT_DIR [--families sd1 sd2-v sdxl ...] [--seed 0]
+    python -m tools.tiny_models OUT_DIR [--families sd1 sd2-v sdxl ...] [--seed 0]
 
 writes tiny-<family>.safetensors for each family (plus tiny-sd2-v.yaml, the sibling config that
 marks v-prediction, as A1111 expects) and tiny.vae.safetensors, a standalone VAE. Drop the
@@ -190,7 +190,7 @@ def write_all(out_dir: Path, families: Sequence[ModelFamily] = DEFAULT_FAMILIES,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m modules.testing.tiny_models", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.tiny_models", description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir", type=Path, help="folder to write the files into (created if missing)")
     parser.add_argument(
         "--families",

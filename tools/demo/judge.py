@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from modules.demo.dataset import COLOURS
+from tools.demo.dataset import COLOURS
 
 MIN_SATURATION = 0.3
 MIN_CHROMA = 40  # max - min channel, 0..255: greys and near-greys never count as colour

@@ -13,6 +13,7 @@ from typing import Any
 
 from modules.core.jobs import Fairness, QueuePolicy
 from modules.core.options import OptionInfo
+from modules.generation.hires_size import HiresSize, checked_hires_size
 from modules.generation.requests import GenerationRequest, Txt2ImgRequest
 
 SHARING = ("sharing", "Shared instance")
@@ -149,15 +150,9 @@ def _check_steps(steps: int, limits: RequestLimits, field: str) -> None:
         raise LimitExceeded(f"{field}={steps} is over the limit of {limits.max_steps} (setting api_max_steps)")
 
 
-def hires_size(req: Txt2ImgRequest) -> tuple[int, int]:
-    """The second-pass size hires fix aims at (A1111: resize_x/y win over the scale)."""
-    if req.hr_resize_x == 0 and req.hr_resize_y == 0:
-        return int(req.width * req.hr_scale), int(req.height * req.hr_scale)
-    if req.hr_resize_y == 0:
-        return req.hr_resize_x, req.hr_resize_x * req.height // req.width
-    if req.hr_resize_x == 0:
-        return req.hr_resize_y * req.width // req.height, req.hr_resize_y
-    return req.hr_resize_x, req.hr_resize_y
+def hires_size_of(req: Txt2ImgRequest) -> HiresSize:
+    """The sizes hires fix will work at for this request (the function txt2img uses)."""
+    return checked_hires_size(req.width, req.height, req.hr_scale, req.hr_resize_x, req.hr_resize_y)
 
 
 PROMPT_FIELDS = ("prompt", "negative_prompt", "hr_prompt", "hr_negative_prompt")
@@ -184,10 +179,10 @@ def check_generation(req: GenerationRequest, limits: RequestLimits) -> None:
             f"n_iter={req.n_iter} is over the limit of {limits.max_batch_count} (setting api_max_batch_count)"
         )
     if isinstance(req, Txt2ImgRequest) and req.enable_hr:
-        width, height = hires_size(req)
-        if min(width, height) < 8:
-            raise ValueError(f"hires fix would make a {width}x{height} image; both sides must be at least 8")
-        check_image_size(width, height, req.batch_size, limits, "hires fix image")
+        size = hires_size_of(req)
+        check_image_size(size.final_w, size.final_h, req.batch_size, limits, "hires fix image")
+        if size.crops:  # the upscale covers the box before it is cropped: bigger than the result
+            check_image_size(size.upscale_w, size.upscale_h, req.batch_size, limits, "hires fix upscale before crop")
         _check_steps(req.hr_second_pass_steps, limits, "hr_second_pass_steps")
 
 

@@ -16,22 +16,15 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw
 
-COLOURS: dict[str, tuple[int, int, int]] = {
-    "red": (220, 30, 30),
-    "orange": (245, 135, 20),
-    "yellow": (240, 220, 30),
-    "green": (40, 170, 50),
-    "cyan": (30, 200, 210),
-    "blue": (30, 60, 220),
-    "purple": (140, 50, 190),
-    "pink": (245, 110, 180),
-}
+from modules.models.builtin_checkpoints import DEMO_COLOURS, DEMO_SHAPES
+
+COLOURS = DEMO_COLOURS  # the demo model's vocabulary (modules/models/builtin_checkpoints.py)
 BACKGROUNDS: dict[str, tuple[int, int, int]] = {
     "white": (245, 245, 245),
     "black": (20, 20, 20),
     "gray": (128, 128, 128),
 }
-SHAPES = ("circle", "square", "triangle", "star")
+SHAPES = DEMO_SHAPES
 SIZES: dict[str, float] = {"small": 0.15, "large": 0.27}  # shape radius as a fraction of the image side
 POSITIONS: dict[str, tuple[float, float]] = {
     "center": (0.5, 0.5),

@@ -18,7 +18,7 @@ from typing import Any, cast
 
 from modules.core.jobs import JobControl
 from modules.extension_host.facade import current
-from modules.extension_host.runner import CURRENT_CONTROL
+from modules.extension_host.job_context import CURRENT_CONTROL
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Train the built-in demo model from scratch on procedural shapes (CPU, fixed seeds).
 
-    python -m modules.demo.train --out cache/demo-train-v3 [--threads 2] [--vae-steps N] [--unet-steps N]
+    python -m tools.demo.train --out cache/demo-train-v3 [--threads 2] [--vae-steps N] [--unet-steps N]
 
 Stages, each resumable (a finished stage's file is reused when the command is run again):
 1. VAE (`vae.pt`): AutoencoderKL taught a designed latent code (per 8x8 cell: the cell's colour,
@@ -43,10 +43,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from modules.demo.dataset import Scene, caption, make_samples
-from modules.demo.model import FAMILY, IMAGE_SIZE, DemoArchitecture, DemoParts, build_parts, demo_configs
 from modules.models.loader import save_single_file
 from modules.models.tokenizer import load_clip_tokenizer
+from tools.demo.dataset import Scene, caption, make_samples
+from tools.demo.model import FAMILY, IMAGE_SIZE, DemoArchitecture, DemoParts, build_parts, demo_configs
 
 VAE_SCALING = 0.18215  # SD1's fixed factor (the loader keeps the family's value)
 EMPTY_CAPTION_RATE = 0.1
@@ -446,7 +446,7 @@ def _start_vae_beside(settings: TrainSettings, argv: Sequence[str]) -> subproces
     """
     if (settings.out / "decoder.pt").is_file() or settings.threads < 2 or settings.decoder_steps <= 0:
         return None
-    command = [sys.executable, "-m", "modules.demo.train", *argv, "--stop-after-decoder", "--threads", "1"]
+    command = [sys.executable, "-m", "tools.demo.train", *argv, "--stop-after-decoder", "--threads", "1"]
     log_file = (settings.out / "stdout-vae.log").open("ab")
     return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
 
@@ -550,7 +550,7 @@ def _resume(state: UNetState, out: Path, log: Log) -> None:
 def _meta(settings: TrainSettings, step: int) -> dict[str, str]:
     return {
         "modelspec.title": "demo-shapes",
-        "modelspec.description": "Built-in demo model: coloured shapes (trained by python -m modules.demo.train)",
+        "modelspec.description": "Built-in demo model: coloured shapes (trained by python -m tools.demo.train)",
         "demo.seed": str(settings.seed),
         "demo.unet_steps": str(step),
         "demo.images": str(settings.images),
@@ -559,7 +559,7 @@ def _meta(settings: TrainSettings, step: int) -> dict[str, str]:
 
 def parse_args(argv: Sequence[str] | None) -> TrainSettings:
     defaults = TrainSettings(out=Path("."))
-    parser = argparse.ArgumentParser(prog="python -m modules.demo.train", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.demo.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="work folder: logs, stage files, checkpoints")
     for name in ("seed", "threads", "images", "vae_steps", "vae_batch", "unet_steps", "unet_batch", "save_every"):
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))

@@ -1,6 +1,6 @@
 """Figures and sample grids for docs/demo-model.md, generated through the app's own services.
 
-    python -m modules.demo.report [--checkpoint modules/models/builtin/demo-shapes.safetensors]
+    python -m tools.demo.report [--checkpoint modules/models/builtin/demo-shapes.safetensors]
                                   [--out docs/demo-model] [--work cache/demo-report]
 
 Writes PNG grids into --out and prints the adherence figures (the same measurements as
@@ -19,8 +19,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from modules.demo.dataset import COLOURS, SHAPES, render
-from modules.demo.evaluate import (
+from modules.models.builtin_checkpoints import DEMO_CHECKPOINT
+from tools.demo.dataset import COLOURS, SHAPES, render
+from tools.demo.evaluate import (
     COLOUR_PROMPT,
     IMG2IMG_SCENES,
     DemoEnv,
@@ -33,7 +34,6 @@ from modules.demo.evaluate import (
     negative_prompt_effect,
     shape_adherence,
 )
-from modules.models.builtin_checkpoints import DEMO_CHECKPOINT
 
 GAP = 2
 AVOID_SEEDS = 12
@@ -103,7 +103,7 @@ def measure(env: DemoEnv, seed: int, seeds: int, sampling: SamplingSettings) -> 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m modules.demo.report", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.demo.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, default=DEMO_CHECKPOINT)
     parser.add_argument("--out", type=Path, default=Path("docs/demo-model"))
     parser.add_argument("--work", type=Path, default=Path("cache/demo-report"), help="scratch data folder")

@@ -1,0 +1,1 @@
+"""Use cases the UI and the API share: the job runner, settings and checkpoint changes, extras."""
