@@ -64,7 +64,7 @@ def settings_page(page: Any, label: str) -> None:
     """A settings page by its label, also one in the tab bar's overflow ("...") menu."""
     open_tab(page, "Settings")
     tab = page.locator("#settings [role=tablist]").first.get_by_role("tab", name=label, exact=True)
-    if tab.count():
+    if tab.count() and tab.is_visible():
         tab.click()
         return
     page.locator("#settings .overflow-menu button").first.click()

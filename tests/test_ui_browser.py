@@ -283,6 +283,7 @@ def test_inpaint_mask_drawn_with_mouse_keeps_pixels_outside(fresh_page: Any, liv
         " return !!c && c.width > 0 && c.getBoundingClientRect().width > 0; }",
         timeout=30000,
     )
+    canvas.scroll_into_view_if_needed()  # the mouse only reaches what is inside the viewport
     box = canvas.bounding_box()
     cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     page.mouse.move(cx - 10, cy)
