@@ -30,6 +30,7 @@ from modules.generation.hooks import (
     MaskBlendArgs,
     ScriptHooks,
 )
+from modules.generation.unet_residuals import ResidualCall, UNetResiduals, pass_progress
 from modules.models.fp8 import compute_dtype
 
 
@@ -79,6 +80,8 @@ class CFGDenoiser:
     nan_check: NanCheck | None = None  # A1111's per-step NaN test of the UNet output (None: off)
     events: DenoiserEvents | None = None  # extension callbacks; None when nobody listens
     p: Any = None  # the job (A1111 CFGDenoiser.p, read by callbacks through params.denoiser)
+    residuals: UNetResiduals | None = None  # ControlNet: extra UNet skip residuals per call
+    pass_sigmas: torch.Tensor | None = None  # the pass's schedule, for the residuals' progress
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         if self.control is not None:
@@ -114,11 +117,12 @@ class CFGDenoiser:
                 torch.cat([step.cond, step.uncond]),
                 _cat_optional(step.cond_pooled, step.uncond_pooled),
                 _cat_optional(cond_ids, uncond_ids),
+                uncond_rows=batch,
             )
             cond_out, uncond_out = both[:n], both[n:]
         else:
             cond_out = self._run(step.part(0, n), step.cond, step.cond_pooled, cond_ids)
-            uncond_out = self._run(step.part(n, None), step.uncond, step.uncond_pooled, uncond_ids)
+            uncond_out = self._run(step.part(n, None), step.uncond, step.uncond_pooled, uncond_ids, uncond_rows=batch)
         if events is not None and events.denoised:
             cond_out, uncond_out = events.after_model(self, cond_out, uncond_out)
         self.last_uncond_denoised = uncond_out  # read by DDIM CFG++
@@ -148,8 +152,11 @@ class CFGDenoiser:
         context: torch.Tensor,
         pooled: torch.Tensor | None,
         time_ids: torch.Tensor | None,
+        *,
+        uncond_rows: int = 0,
     ) -> torch.Tensor:
-        """One UNet pass over model-input rows (x, sigma, image_cond per row) -> x0 per row."""
+        """One UNet pass over model-input rows (x, sigma, image_cond per row) -> x0 per row;
+        the last `uncond_rows` rows are unconditional ones."""
         x_rows, sigma_rows, image_cond = rows
         param = next(self.unet.parameters())
         dtype = compute_dtype(self.unet)  # not param.dtype: with fp8 storage that is float8
@@ -165,6 +172,8 @@ class CFGDenoiser:
                 "text_embeds": pooled.to(param.device, dtype),
                 "time_ids": time_ids.to(param.device, dtype),
             }
+        if self.residuals is not None:
+            kwargs.update(self._residuals(model_in, t, context, kwargs, uncond_rows, float(sigma_rows[0])))
         out = (
             self.unet(
                 model_in.to(param.device, dtype),
@@ -180,6 +189,33 @@ class CFGDenoiser:
         else:
             denoised = x_rows - out * s
         return denoised if self.finish is None else self.finish(x_rows, denoised, sigma_rows)
+
+    def _residuals(
+        self,
+        model_in: torch.Tensor,
+        t: torch.Tensor,
+        context: torch.Tensor,
+        kwargs: dict[str, Any],
+        uncond_rows: int,
+        sigma: float,
+    ) -> dict[str, Any]:
+        assert self.residuals is not None
+        param = next(self.unet.parameters())
+        dtype = compute_dtype(self.unet)
+        rows = model_in.shape[0]
+        uncond = torch.arange(rows) >= rows - uncond_rows
+        call = ResidualCall(
+            x=model_in.to(param.device, dtype),
+            t=t.to(param.device),
+            context=context.to(param.device, dtype),
+            added_cond=kwargs.get("added_cond_kwargs"),  # type: ignore[arg-type]
+            uncond=uncond,
+            progress=pass_progress(self.pass_sigmas, sigma),
+            dtype=dtype,
+            device=param.device,
+            unet_config=getattr(self.unet, "config", None),
+        )
+        return self.residuals(call)
 
 
 @dataclass

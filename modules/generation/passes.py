@@ -157,6 +157,7 @@ def run_pass(
     if events is not None:
         events.total_steps = total
     denoiser = denoiser_for(model, p, spec, sampler, control, events)
+    denoiser.pass_sigmas = sigmas  # ControlNet guidance start/end are fractions of this pass
     refiner_switch: RefinerSwitch | None = None
     if spec.refiner is not None and models is not None:
         refiner_switch = _refiner_switch(models, spec, p, sampler, control, denoiser, model_sigmas, events)
@@ -245,6 +246,7 @@ def denoiser_for(
         events=events,
         p=p,
         nan_check=p.nan_check,
+        residuals=p.unet_residuals,
     )
 
 
