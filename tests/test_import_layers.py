@@ -178,3 +178,20 @@ def test_check_sees_lazy_and_type_checking_imports(tmp_path: Path) -> None:
     found = set(imported_modules(source, "modules.core.sample", known))
     assert found == {"modules.api.auth", "modules.ui.common", "modules.core.sibling"}
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+# A1111's third-party module paths offered to extensions as our own thin packages at the top level;
+# they sit above everything, like the facade files: nothing under modules/ imports them.
+A1111_TOP_PACKAGES = ("k_diffusion",)
+
+
+def test_nothing_in_modules_imports_the_a1111_top_level_packages() -> None:
+    found = []
+    for path in MODULES.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            found += [f"{path.relative_to(ROOT)} -> {n}" for n in names if n.split(".")[0] in A1111_TOP_PACKAGES]
+    assert found == []
+    assert all((ROOT / name / "__init__.py").is_file() for name in A1111_TOP_PACKAGES)
