@@ -34,7 +34,11 @@ class CFGWrap(Protocol):
 
     sampler_name: str  # the sampler of our registry that runs (extensions may add names)
     total_steps: int  # model calls of the pass (A1111 CFGDenoiser.total_steps)
-    public: Any  # what callbacks see as the denoiser (A1111 CFGDenoiserParams.denoiser)
+
+    @property
+    def public(self) -> Any:
+        """What callbacks see as the denoiser (A1111 CFGDenoiserParams.denoiser)."""
+        ...
 
     def bind(self, denoiser: Any) -> None:
         """The denoiser now calling (base or refiner), for the default inner model and `step`."""
