@@ -178,3 +178,23 @@ def test_check_sees_lazy_and_type_checking_imports(tmp_path: Path) -> None:
     found = set(imported_modules(source, "modules.core.sample", known))
     assert found == {"modules.api.auth", "modules.ui.common", "modules.core.sibling"}
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+# ldm/ and sgm/ (A1111's module paths, our ldm-shaped views) sit below modules/core: they import
+# torch only, never `modules`; sgm builds on ldm, never the other way.
+BELOW_CORE = {"ldm": ("ldm",), "sgm": ("ldm", "sgm")}
+
+
+def test_ldm_and_sgm_import_only_torch_and_each_other() -> None:
+    wrong = []
+    for package, allowed in BELOW_CORE.items():
+        for path in (ROOT / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+                if isinstance(node, ast.ImportFrom) and not node.level:
+                    names = [node.module or ""]
+                for name in names:
+                    top = name.split(".")[0]
+                    if top in ("modules", "ldm", "sgm", "webui", "tools") and top not in allowed:
+                        wrong.append(f"{path.relative_to(ROOT)} -> {name}")
+    assert wrong == []
