@@ -35,6 +35,7 @@ from modules.generation.hooks import (
     ScriptHooks,
 )
 from modules.models.fp8 import compute_dtype
+from modules.models.ldm_views import diffusion_model_of
 
 
 @dataclass
@@ -201,22 +202,15 @@ class CFGDenoiser:
         if image_cond is not None:
             model_in = torch.cat([model_in, image_cond.to(model_in)], dim=1)
         t = self.sigma_to_t(sigma_rows)
-        kwargs: dict[str, object] = {}
+        # through the ldm-shaped view (A1111's sd_model.model.diffusion_model): what extensions patch
+        diffusion_model = diffusion_model_of(self.unet)
+        y = None
         if pooled is not None and time_ids is not None:
-            kwargs["added_cond_kwargs"] = {
-                "text_embeds": pooled.to(param.device, dtype),
-                "time_ids": time_ids.to(param.device, dtype),
-            }
-        out = (
-            self.unet(
-                model_in.to(param.device, dtype),
-                t.to(param.device),
-                encoder_hidden_states=context.to(param.device, dtype),
-                **kwargs,
-            )
-            .sample.to(x_rows.dtype)
-            .to(x_rows.device)
+            y = diffusion_model.size_vector(pooled.to(param.device, dtype), time_ids.to(param.device, dtype))
+        out = diffusion_model(
+            model_in.to(param.device, dtype), t.to(param.device), context.to(param.device, dtype), y=y
         )
+        out = out.to(x_rows.dtype).to(x_rows.device)
         if self.prediction_type == "v_prediction":
             denoised = x_rows / (s**2 + 1.0) - out * s / torch.sqrt(s**2 + 1.0)
         else:
