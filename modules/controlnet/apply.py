@@ -67,7 +67,7 @@ class ControlResiduals:
     # (model name, dtype, device, UNet config) -> ControlNetModel; the library's cache behind it
     load: Callable[[str, torch.dtype, torch.device, Any], Any]
 
-    def __call__(self, call: ResidualCall) -> dict[str, Any]:
+    def __call__(self, call: ResidualCall) -> list[torch.Tensor] | None:
         down: list[torch.Tensor] | None = None
         mid: torch.Tensor | None = None
         for prepared in self.units:
@@ -78,8 +78,8 @@ class ControlResiduals:
             down = d if down is None else [a + b for a, b in zip(down, d, strict=True)]
             mid = m if mid is None else mid + m
         if down is None or mid is None:
-            return {}
-        return {"down_block_additional_residuals": tuple(down), "mid_block_additional_residual": mid}
+            return None
+        return [*down, mid]
 
     def _active(self, unit: ControlNetUnit, progress: float) -> bool:
         hires = bool(getattr(self.p, "is_hr_pass", False))

@@ -116,6 +116,7 @@ class Processing:
     embeddings_used: set[str] = field(default_factory=set)  # names, for "TI hashes"
     nan_check: NanCheck = field(default_factory=NanCheck)  # the device policy's, set by the engine per job
     unet_residuals: Any = None  # a generation.unet_residuals.UNetResiduals (ControlNet), set by its script
+    rng: Any = None  # A1111's p.rng: the ImageRNG of the sampling pass (set by passes.run_pass)
 
     @property
     def clip_skip(self) -> int:

@@ -1,9 +1,10 @@
 """The seam through which ControlNet-like models add residuals to the UNet's skip connections.
 
 A job sets `p.unet_residuals` (an object with this protocol; the ControlNet script does); the
-CFG denoiser asks it before each UNet call and passes what it returns to the UNet as diffusers'
-`down_block_additional_residuals` / `mid_block_additional_residual`. Kept to one call so the
-UNet call path can change (issue 19) without touching the providers.
+CFG denoiser asks it before each UNet call and passes what it returns to the UNet as ldm's
+`control` list (ControlledUnetModel's convention: one residual per input block, then the middle
+block's; each is added to its skip connection). Kept to one call so the UNet call path can
+change (issue 19) without touching the providers.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ class ResidualCall:
 
 
 class UNetResiduals(Protocol):
-    def __call__(self, call: ResidualCall) -> dict[str, Any]:
-        """UNet keyword arguments to add (empty: nothing this call)."""
+    def __call__(self, call: ResidualCall) -> list[torch.Tensor] | None:
+        """The control residuals for this call (None: nothing this call)."""
         ...
 
 
