@@ -69,6 +69,7 @@ def test_scripts_see_an_a1111_sampler_in_process(host: ExtensionHost, env: GenEn
     assert probe["sigmas"] == 1000 and probe["karras"] == 6
     assert probe["roundtrip"] == pytest.approx(2.0, rel=1e-4)
     assert probe["rng"] == ("ImageRNG", (4, 8, 8), True)
+    assert probe["batch_rng"] == ((4, 8, 8), True, True) and probe["same_rng"]  # made before the batch
 
 
 @pytest.mark.parametrize("key", ["sd1", "sdxl", "sd1_and"])

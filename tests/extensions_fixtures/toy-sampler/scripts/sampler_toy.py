@@ -91,6 +91,11 @@ class SamplerProbe(scripts.Script):
 
             sampler.model_wrap_cfg.inner_model = scaled
 
+    def before_process_batch(self, p, mode, **kwargs):
+        if mode == "probe":
+            p.sampler_probe["batch_rng"] = (tuple(p.rng.shape), p.rng.seeds == kwargs["seeds"], p.rng.is_first)
+            p.sampler_probe["batch_rng_object"] = p.rng
+
     def process_batch(self, p, mode, **kwargs):
         if mode == "conds":
             p.setup_conds()
@@ -115,6 +120,7 @@ class SamplerProbe(scripts.Script):
     def process_before_every_sampling(self, p, mode, **kwargs):
         if mode == "probe":
             p.sampler_probe["rng"] = (type(p.rng).__name__, tuple(p.rng.shape), callable(p.rng.next))
+            p.sampler_probe["same_rng"] = p.rng is p.sampler_probe.pop("batch_rng_object")
 
     def postprocess_batch(self, p, mode, **kwargs):
         if mode == "kdiff":
