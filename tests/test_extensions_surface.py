@@ -75,9 +75,9 @@ def test_audit_lists_each_missing_name_once(tmp_path: Path) -> None:
         "from modules import devices, shared\n"
         "from modules.devices import not_a_device_name\n"
         "try:\n"
-        "    from modules.sd_samplers_kdiffusion import CFGDenoiser\n"
+        "    from modules.sd_samplers_kdiffusion import NoSuchDenoiser\n"
         "except ImportError:\n"
-        "    CFGDenoiser = None\n"
+        "    NoSuchDenoiser = None\n"
         "x = devices.device, devices.also_missing, devices.also_missing\n"
         "y = shared.cmd_opts.lora_dir, shared.cmd_opts.gappy_dir, shared.cmd_opts.not_a_flag\n"
         "z = shared.opts.some_setting_of_theirs, launch.git_tag, launch.no_such_launch_name\n"
@@ -87,7 +87,7 @@ def test_audit_lists_each_missing_name_once(tmp_path: Path) -> None:
         "modules.no_such_module": False,
         "modules.devices.not_a_device_name": False,
         "modules.devices.also_missing": False,
-        "modules.sd_samplers_kdiffusion.CFGDenoiser": True,  # guarded import: reported as optional
+        "modules.sd_samplers_kdiffusion.NoSuchDenoiser": True,  # guarded import: reported as optional
         "modules.shared.cmd_opts.not_a_flag": False,
         "launch.no_such_launch_name": False,
     }

@@ -15,6 +15,7 @@ from typing import Any
 from PIL import Image
 
 from modules.core.options import Options
+from modules.extension_host.compat_sampler import sampler_for_job
 from modules.generation.processing import GenerationResult, Processing
 from modules.generation.requests import Img2ImgRequest, Txt2ImgRequest
 from modules.generation.rng import get_fixed_seed
@@ -171,7 +172,7 @@ def prepare_p(p: Any, *, sd_model: Callable[[], Any], options: Options) -> None:
         "extra_network_data": dict,
         "overlay_images": list,
         "color_corrections": lambda: None,
-        "sampler": lambda: None,
+        "sampler": lambda: sampler_for_job(p),
         "cached_c": lambda: [None, None],
         "cached_uc": lambda: [None, None],
         "token_merging_ratio": lambda: 0,

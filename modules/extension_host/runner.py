@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modules.core.jobs import JobControl
+from modules.extension_host.compat_sampler import cfg_wrap_for
 from modules.extension_host.generation_hooks import GenerationCallbacks  # script_callbacks of a job
 from modules.extension_host.gradio_compat import gradio3_calls
 from modules.extension_host.job_context import job_context
@@ -24,7 +25,7 @@ from modules.extension_host.loader import ScriptClass
 from modules.extension_host.metadata import CallbackOrder, order_by_instructions
 from modules.extension_host.problems import ProblemLog
 from modules.extension_host.script_base import AlwaysVisible, OnComponent, Script
-from modules.generation.hooks import ScriptHooks
+from modules.generation.hooks import CFGWrap, ScriptHooks
 
 TABS = ("txt2img", "img2img")
 
@@ -377,6 +378,9 @@ class RequestScripts(GenerationCallbacks, ScriptHooks):
         p.is_api = self.is_api
         self._prepare_p(p)
         self._each("setup", p)
+
+    def cfg_wrap(self, p: Any, sampler_name: str) -> CFGWrap | None:
+        return cfg_wrap_for(p, sampler_name)
 
     def run(self, p: Any, control: JobControl) -> Any:
         """The dropdown script's run(p, *args); None when no script is chosen or it returned None."""

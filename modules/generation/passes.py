@@ -22,7 +22,7 @@ from modules.core.jobs import JobControl, JobInterrupted, JobSkipped
 from modules.generation import samplers
 from modules.generation.conditioning import PromptConditioning, TextConditioner, build_prompt_conditioning
 from modules.generation.denoiser import CFGDenoiser, DenoiserEvents, StepConds, UNetInputs
-from modules.generation.hooks import ExtraNoiseParams, ScriptHooks
+from modules.generation.hooks import CFGWrap, ExtraNoiseParams, ScriptHooks
 from modules.generation.latents import cheap_preview
 from modules.generation.processing import Processing
 from modules.generation.refiner import RefinerSwitch
@@ -103,7 +103,8 @@ def run_pass(
     models: ModelManager | None = None,
 ) -> torch.Tensor:
     """Sample one batch; returns the final latent [B, 4, h, w]."""
-    sampler, schedule = samplers.resolve_sampler(spec.sampler_name, spec.scheduler)
+    wrap = p.scripts.cfg_wrap(p, spec.sampler_name) if p.scripts is not None else None
+    sampler, schedule = samplers.resolve_sampler(wrap.sampler_name if wrap else spec.sampler_name, spec.scheduler)
     rng = ImageRNG(
         (4, spec.height // 8, spec.width // 8),
         p.seeds,
@@ -115,6 +116,7 @@ def run_pass(
         device="cpu",
         eta_noise_seed_delta=int(p.opts["eta_noise_seed_delta"]),
     )
+    p.rng = rng  # A1111's p.rng: the sampler draws from it (extensions may read or replace draws)
     model_sigmas = samplers.model_sigmas_for(model.alphas_cumprod, sampler)
     params = samplers.sampler_params_from_settings(
         sampler, p.opts, eta=p.eta, s_churn=p.s_churn, s_tmin=p.s_tmin, s_tmax=p.s_tmax, s_noise=p.s_noise
@@ -156,10 +158,12 @@ def run_pass(
     events = DenoiserEvents.for_job(p.scripts, p)
     if events is not None:
         events.total_steps = total
-    denoiser = denoiser_for(model, p, spec, sampler, control, events)
+    if wrap is not None:
+        wrap.total_steps = total
+    denoiser = denoiser_for(model, p, spec, sampler, control, events, wrap)
     refiner_switch: RefinerSwitch | None = None
     if spec.refiner is not None and models is not None:
-        refiner_switch = _refiner_switch(models, spec, p, sampler, control, denoiser, model_sigmas, events)
+        refiner_switch = _refiner_switch(models, spec, p, sampler, control, denoiser, model_sigmas, events, wrap)
 
     last: list[torch.Tensor | None] = [None]  # what an interrupt keeps: the latest denoised prediction
 
@@ -184,7 +188,7 @@ def run_pass(
             refiner_switch or denoiser,
             x,
             sigmas,
-            noise=rng.next,
+            noise=lambda: p.rng.next(),
             seeds=p.seeds,
             callback=on_step,
             params=params,
@@ -210,6 +214,7 @@ def denoiser_for(
     sampler: samplers.SamplerSpec,
     control: JobControl,
     events: DenoiserEvents | None = None,
+    wrap: CFGWrap | None = None,
 ) -> CFGDenoiser:
     """Text conditioning + CFG denoiser of one model for this pass."""
     conditioner = conditioner_for(model, p, embeddings=not model.is_refiner)
@@ -245,6 +250,7 @@ def denoiser_for(
         events=events,
         p=p,
         nan_check=p.nan_check,
+        wrap=wrap,
     )
 
 
@@ -257,6 +263,7 @@ def _refiner_switch(
     base: CFGDenoiser,
     model_sigmas: samplers.ModelSigmas,
     events: DenoiserEvents | None = None,
+    wrap: CFGWrap | None = None,
 ) -> RefinerSwitch | None:
     assert spec.refiner is not None
     name, switch_at = spec.refiner
@@ -266,7 +273,7 @@ def _refiner_switch(
 
     def make(stack: ExitStack) -> CFGDenoiser:
         refiner_model = stack.enter_context(models.use(info))
-        return denoiser_for(refiner_model, p, spec, sampler, control, events)
+        return denoiser_for(refiner_model, p, spec, sampler, control, events, wrap)
 
     return RefinerSwitch(base, switch_at, model_sigmas.sigmas, make)
 
