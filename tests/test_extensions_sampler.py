@@ -118,6 +118,20 @@ def test_a_sampler_added_by_an_extension_runs_with_its_cfg_denoiser(
     assert "Euler_toy" not in sd_samplers.all_samplers_map  # the extension removed it again
 
 
+def test_scripts_read_the_conds_as_a1111_structures(host: ExtensionHost, env: GenEnv) -> None:
+    from modules import prompt_parser
+
+    probe = _probe(_run(env, "conds", prompt="a [red:blue:2] circle AND a square:0.5", batch_size=2))
+    before, after = probe["before"], probe["after"]
+    assert before == after  # setup_conds encodes what sampling then uses
+    assert before["shape"] == (2,) and len(before["uc"]) == 2
+    first, second = before["c"][0]
+    assert (first[0], second[0]) == (1.0, 0.5)  # AND weights
+    assert [end for end, _shape, _sum in first[1]] == [2, 3]  # prompt editing: red until step 2
+    assert first[1][0][2] != first[1][1][2] and len(first[1][0][1]) == 2  # [tokens, width] per entry
+    assert prompt_parser.ScheduledPromptConditioning._fields == ("end_at_step", "cond")
+
+
 def test_k_diffusion_samplers_run_a_model_wrapper(host: ExtensionHost) -> None:
     import k_diffusion.external as external
     import k_diffusion.sampling as sampling

@@ -17,7 +17,10 @@ import torch
 
 import ldm.modules.attention
 import sgm.modules.attention
+from ldm.models.diffusion.ddpm import LatentDiffusion
 from ldm.modules.diffusionmodules.openaimodel import ResBlock, SpatialTransformer, TimestepEmbedSequential, UNetModel
+from modules import prompt_parser
+from modules.extension_host.compat_runtime import SdModelView
 from modules.models.families import ModelFamily
 from modules.models.ldm_views import diffusion_model_of, first_stage_of
 from tests.gen_env import SD1, SDXL, GenEnv, pixels
@@ -215,4 +218,77 @@ def test_wrapped_vae_decoder_changes_the_image(env: GenEnv) -> None:
     with _instance_forward(decoder, tiled):
         wrapped = _image(env)
     assert calls and _differs(wrapped, base)
+    assert np.array_equal(_image(env), base)
+
+
+# --- shared.sd_model: the A1111 model object ----------------------------------------------------
+
+
+def test_sd_model_exposes_the_ldm_object_generation_uses(env: GenEnv) -> None:
+    loaded = env.models.load(SD1)
+    sd_model = SdModelView(loaded, env.options.as_dict)
+    assert sd_model.model.diffusion_model is diffusion_model_of(loaded.unet)
+    assert sd_model.first_stage_model is first_stage_of(loaded.vae)
+    assert isinstance(sd_model.ldm, LatentDiffusion) and sd_model.ldm is SdModelView(loaded).ldm
+    assert sd_model.parameterization == "eps" and sd_model.is_sd1 and not sd_model.is_sdxl
+    assert sd_model.sd_model_hash and sd_model.sd_checkpoint_info.model_name == SD1
+    assert torch.equal(sd_model.alphas_cumprod, loaded.alphas_cumprod)
+    z = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        pixels_ldm = sd_model.decode_first_stage(z)
+        expected = loaded.vae.decode(z / loaded.latent_scaling_factor).sample
+        assert (pixels_ldm - expected).abs().max().item() <= 1e-5
+        latent = sd_model.get_first_stage_encoding(sd_model.encode_first_stage(pixels_ldm))
+    assert latent.shape == z.shape
+
+
+def test_cond_stage_model_encodes_prompts_as_generation_does(env: GenEnv) -> None:
+    sd_model = SdModelView(env.models.load(SD1), env.options.as_dict)
+    clip = sd_model.cond_stage_model
+    cond = clip(["a red boat", "a cat"])
+    assert cond.shape[:2] == (2, 77) and not torch.equal(cond[0], cond[1])
+    tokenizer = clip.wrapped.tokenizer
+    ids = [tokenizer.bos_token_id, *clip.tokenize(["a red boat"])[0], tokenizer.eos_token_id]
+    ids += [tokenizer.pad_token_id] * (77 - len(ids))
+    direct = clip.encode_with_transformers(torch.tensor([ids]))
+    assert (direct[0] - cond[0]).abs().max().item() <= 1e-4  # weights 1: emphasis changes nothing
+    assert torch.equal(sd_model.get_learned_conditioning(["a cat"])[0], cond[1])
+
+
+def test_sdxl_conditioner_gives_crossattn_and_vector(env: GenEnv) -> None:
+    sd_model = SdModelView(env.models.load(SDXL), env.options.as_dict)
+    assert sd_model.is_sdxl and sd_model.conditioner is sd_model.ldm.cond_stage_model
+    assert len(sd_model.conditioner.embedders) == 2
+    cond = sd_model.get_learned_conditioning(["a red boat"])
+    assert cond["crossattn"].shape[:2] == (1, 77)
+    assert cond["vector"].shape == (1, sd_model.model.diffusion_model.adm_in_channels)
+
+
+def test_prompt_parser_get_learned_conditioning_follows_the_schedule(env: GenEnv) -> None:
+    sd_model = SdModelView(env.models.load(SD1), env.options.as_dict)
+    (schedule,) = prompt_parser.get_learned_conditioning(sd_model, ["a [cat:dog:2] on a boat"], 4)
+    assert [entry.end_at_step for entry in schedule] == [2, 4]
+    assert schedule[0].cond.shape[0] == 77 and not torch.equal(schedule[0].cond, schedule[1].cond)
+    multi = prompt_parser.get_multicond_learned_conditioning(sd_model, ["a cat AND a dog:0.5"], 4)
+    assert [part.weight for part in multi.batch[0]] == [1.0, 0.5]
+
+
+def test_replaced_apply_model_on_shared_sd_model_is_used(env: GenEnv) -> None:
+    """Tiled Diffusion's pattern: `shared.sd_model.apply_model = hijack` (kept across accesses)."""
+    loaded = env.models.load(SD1)
+    base = _image(env)
+    calls: list[str] = []
+    original = SdModelView(loaded).apply_model
+
+    def hijack(x: torch.Tensor, t: torch.Tensor, cond: Any) -> torch.Tensor:
+        calls.append(type(cond).__name__)
+        return original(x, t, cond) * 1.5
+
+    SdModelView(loaded).apply_model = hijack
+    try:
+        assert SdModelView(loaded).apply_model is hijack  # a later shared.sd_model sees it
+        hijacked = _image(env)
+    finally:
+        del SdModelView(loaded).apply_model
+    assert calls and set(calls) == {"dict"} and _differs(hijacked, base)
     assert np.array_equal(_image(env), base)

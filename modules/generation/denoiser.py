@@ -35,7 +35,7 @@ from modules.generation.hooks import (
     ScriptHooks,
 )
 from modules.models.fp8 import compute_dtype
-from modules.models.ldm_views import diffusion_model_of
+from modules.models.ldm_views import call_unet
 
 
 @dataclass
@@ -85,6 +85,7 @@ class CFGDenoiser:
     events: DenoiserEvents | None = None  # extension callbacks; None when nobody listens
     p: Any = None  # the job (A1111 CFGDenoiser.p, read by callbacks through params.denoiser)
     wrap: CFGWrap | None = None  # the job's A1111 sampler objects (extensions); None: direct calls
+    conditioning: Any = None  # the pass's PromptConditioning (A1111's p.c / p.uc are views of it)
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         if self.control is not None:
@@ -198,16 +199,18 @@ class CFGDenoiser:
         s = sigma_rows.reshape(-1, 1, 1, 1).to(x_rows.dtype)
         c_in = 1.0 / torch.sqrt(s**2 + 1.0)
         model_in = x_rows * c_in
-        if image_cond is not None:
-            model_in = torch.cat([model_in, image_cond.to(model_in)], dim=1)
         t = self.sigma_to_t(sigma_rows)
-        # through the ldm-shaped view (A1111's sd_model.model.diffusion_model): what extensions patch
-        diffusion_model = diffusion_model_of(self.unet)
-        y = None
-        if pooled is not None and time_ids is not None:
-            y = diffusion_model.size_vector(pooled.to(param.device, dtype), time_ids.to(param.device, dtype))
-        out = diffusion_model(
-            model_in.to(param.device, dtype), t.to(param.device), context.to(param.device, dtype), y=y
+        device = param.device
+        # through A1111's model objects (sd_model.apply_model / model.diffusion_model, ldm-shaped):
+        # what extensions replace or patch there takes effect
+        out = call_unet(
+            self.unet,
+            model_in.to(device, dtype),
+            t.to(device),
+            context.to(device, dtype),
+            pooled=None if pooled is None else pooled.to(device, dtype),
+            time_ids=None if time_ids is None else time_ids.to(device, dtype),
+            image_cond=None if image_cond is None else image_cond.to(device, dtype),
         )
         out = out.to(x_rows.dtype).to(x_rows.device)
         if self.prediction_type == "v_prediction":

@@ -251,6 +251,7 @@ def denoiser_for(
         p=p,
         nan_check=p.nan_check,
         wrap=wrap,
+        conditioning=conditioning,
     )
 
 

@@ -17,6 +17,7 @@ from sgm.modules.diffusionmodules.openaimodel import UNetModel as SdxlUNetModel
 
 _UNET_VIEW = "_ldm_diffusion_model"
 _VAE_VIEW = "_ldm_first_stage_model"
+_SD_MODEL = "_ldm_sd_model"  # the A1111 model object (LatentDiffusion) built over this UNet
 
 
 def diffusion_model_of(unet: torch.nn.Module) -> UNetModel:
@@ -63,3 +64,39 @@ def is_diffusers_unet(module: Any) -> bool:
 def called_unet(unet: torch.nn.Module) -> torch.nn.Module:
     """The module generation calls for `unet`: its ldm-shaped view (anything else: itself)."""
     return diffusion_model_of(unet) if is_diffusers_unet(unet) else unet
+
+
+def attached_sd_model(unet: torch.nn.Module) -> Any:
+    """The A1111 model object kept on `unet` (None until something asked for shared.sd_model)."""
+    return unet.__dict__.get(_SD_MODEL)
+
+
+def attach_sd_model(unet: torch.nn.Module, sd_model: Any) -> None:
+    unet.__dict__[_SD_MODEL] = sd_model
+
+
+def call_unet(
+    unet: torch.nn.Module,
+    x: torch.Tensor,
+    t: torch.Tensor,
+    context: torch.Tensor,
+    *,
+    pooled: torch.Tensor | None = None,
+    time_ids: torch.Tensor | None = None,
+    image_cond: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """One UNet call as A1111 makes it: through `sd_model.apply_model` when an extension replaced
+    it on the model object (Tiled Diffusion's Mixture of Diffusers does), else straight into
+    `model.diffusion_model` (the ldm-shaped view: whatever is patched there takes effect)."""
+    view = diffusion_model_of(unet)
+    y = None if pooled is None or time_ids is None else view.size_vector(pooled, time_ids)
+    sd_model = attached_sd_model(unet)
+    replaced = None if sd_model is None else vars(sd_model).get("apply_model")
+    if replaced is not None:
+        cond: dict[str, Any] = {"c_crossattn": [context]} if y is None else {"crossattn": context, "vector": y}
+        if image_cond is not None:
+            cond["c_concat"] = [image_cond]
+        return replaced(x, t, cond=cond)
+    if image_cond is not None:
+        x = torch.cat([x, image_cond], dim=1)
+    return view(x, t, context, y=y)

@@ -53,6 +53,13 @@ def cond_parts(cond: Any) -> dict[str, Any]:
 class LatentDiffusion(nn.Module):
     """The loaded model as ldm's LatentDiffusion: apply_model, first stage, conditioning."""
 
+    # A1111's model type flags (set by whoever builds the view)
+    is_sdxl: bool = False
+    is_sd1: bool = False
+    is_sd2: bool = False
+    is_sd3: bool = False
+    is_ssd: bool = False
+
     def __init__(
         self,
         diffusion_model: nn.Module,

@@ -83,6 +83,9 @@ class AttnBlock(nn.Module):
         return self.__dict__["diffusers_attention"](x)
 
 
+MemoryEfficientAttnBlock = AttnBlock  # ldm's xformers variant: the same interface (Tiled VAE imports it)
+
+
 class Downsample(nn.Module):
     def __init__(self, downsampler: Any) -> None:
         super().__init__()

@@ -8,6 +8,7 @@ Mode (the script argument):
   kdiff    Dynamic Thresholding's pattern: a new sampler in sd_samplers.all_samplers_map whose
            constructor swaps in a CFGDenoiserKDiffusion subclass that halves the CFG scale;
            p.sampler_name points at it for the batch
+  conds    p.setup_conds() / p.get_conds() in process_batch, p.c / p.uc again after sampling
 """
 
 import gradio as gr
@@ -18,6 +19,19 @@ import k_diffusion.sampling
 from modules import scripts, sd_samplers, sd_samplers_common
 from modules.sd_samplers_cfg_denoiser import CFGDenoiser
 from modules.sd_samplers_kdiffusion import CFGDenoiserKDiffusion, KDiffusionSampler
+
+
+def _conds(c, uc):
+    """What the A1111 structures hold: per image, per AND part, (weight, [(end_at_step, shape, abs sum)])."""
+
+    def schedule(entries):
+        return [(e.end_at_step, tuple(e.cond.shape), round(float(e.cond.abs().sum()), 3)) for e in entries]
+
+    return {
+        "c": [[(part.weight, schedule(part.schedules)) for part in parts] for parts in c.batch],
+        "uc": [schedule(entries) for entries in uc],
+        "shape": c.shape,
+    }
 
 
 class HalfCFG(CFGDenoiserKDiffusion):
@@ -78,6 +92,10 @@ class SamplerProbe(scripts.Script):
             sampler.model_wrap_cfg.inner_model = scaled
 
     def process_batch(self, p, mode, **kwargs):
+        if mode == "conds":
+            p.setup_conds()
+            c, uc = p.get_conds()
+            p.sampler_probe["before"] = _conds(c, uc)
         if mode != "kdiff":
             return
         base = sd_samplers.all_samplers_map[p.sampler_name]
@@ -104,6 +122,8 @@ class SamplerProbe(scripts.Script):
             p.sampler_name = p.toy_sampler_name
 
     def postprocess(self, p, processed, mode):
+        if mode == "conds":
+            p.sampler_probe["after"] = _conds(p.c, p.uc)
         if SamplerProbe.undo is not None:
             SamplerProbe.undo()
             SamplerProbe.undo = None
