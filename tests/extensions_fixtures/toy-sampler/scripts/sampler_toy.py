@@ -9,6 +9,9 @@ Mode (the script argument):
            constructor swaps in a CFGDenoiserKDiffusion subclass that halves the CFG scale;
            p.sampler_name points at it for the batch
   conds    p.setup_conds() / p.get_conds() in process_batch, p.c / p.uc again after sampling
+
+It also registers an attention optimization ("toy-half": cross-attention output halved) through
+on_list_optimizers, applied by sd_hijack.model_hijack.apply_optimizations("toy-half").
 """
 
 import gradio as gr
@@ -16,9 +19,26 @@ import torch
 
 import k_diffusion.external
 import k_diffusion.sampling
-from modules import scripts, sd_samplers, sd_samplers_common
+import ldm.modules.attention
+from modules import script_callbacks, scripts, sd_hijack_optimizations, sd_samplers, sd_samplers_common
 from modules.sd_samplers_cfg_denoiser import CFGDenoiser
 from modules.sd_samplers_kdiffusion import CFGDenoiserKDiffusion, KDiffusionSampler
+
+
+class HalfAttention(sd_hijack_optimizations.SdOptimization):
+    name = "toy-half"
+    label = "halved cross-attention"
+
+    def apply(self):
+        original = ldm.modules.attention.CrossAttention.forward
+
+        def forward(self, x, context=None, mask=None, **kwargs):
+            return original(self, x, context=context, mask=mask, **kwargs) * 0.5
+
+        ldm.modules.attention.CrossAttention.forward = forward
+
+
+script_callbacks.on_list_optimizers(lambda found: found.append(HalfAttention()))
 
 
 def _conds(c, uc):
@@ -91,6 +111,11 @@ class SamplerProbe(scripts.Script):
 
             sampler.model_wrap_cfg.inner_model = scaled
 
+    def before_process_batch(self, p, mode, **kwargs):
+        if mode == "probe":
+            p.sampler_probe["batch_rng"] = (tuple(p.rng.shape), p.rng.seeds == kwargs["seeds"], p.rng.is_first)
+            p.sampler_probe["batch_rng_object"] = p.rng
+
     def process_batch(self, p, mode, **kwargs):
         if mode == "conds":
             p.setup_conds()
@@ -115,6 +140,7 @@ class SamplerProbe(scripts.Script):
     def process_before_every_sampling(self, p, mode, **kwargs):
         if mode == "probe":
             p.sampler_probe["rng"] = (type(p.rng).__name__, tuple(p.rng.shape), callable(p.rng.next))
+            p.sampler_probe["same_rng"] = p.rng is p.sampler_probe.pop("batch_rng_object")
 
     def postprocess_batch(self, p, mode, **kwargs):
         if mode == "kdiff":
