@@ -69,7 +69,12 @@ class ControlNetDirs:
 
 class ControlNetService:
     def __init__(
-        self, dirs: ControlNetDirs, options: Options, models: ModelManager, *, builtin: Sequence[Path] = (DEMO_CONTROLNET,)
+        self,
+        dirs: ControlNetDirs,
+        options: Options,
+        models: ModelManager,
+        *,
+        builtin: Sequence[Path] = (DEMO_CONTROLNET,),
     ) -> None:
         """`builtin`: shipped ControlNets listed after the user's (the demo model's)."""
         self.dirs = dirs

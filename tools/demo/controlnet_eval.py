@@ -98,7 +98,9 @@ def placement(
             result = env.service.txt2img(request, JobControl(), hooks=UnitHooks(service, units))
             for image in images_of(result):
                 centre = shape_centre(image)
-                distance = float("inf") if centre is None else float(np.hypot(centre[0] - target[0], centre[1] - target[1]))
+                distance = (
+                    float("inf") if centre is None else float(np.hypot(centre[0] - target[0], centre[1] - target[1]))
+                )
                 score.distances.append(distance)
                 score.total += 1
                 score.hits += distance <= size / 4
@@ -128,5 +130,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
