@@ -20,8 +20,9 @@ import torch
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
-# Shared fixtures: tiny model files (session) and a generation service over them (module).
-pytest_plugins = ["tests.fixtures_models", "tests.gen_env"]
+# Shared fixtures: tiny model files (session), a generation service over them (module), and the
+# browser context and page of browser test modules (tests/ui_harness.py).
+pytest_plugins = ["tests.fixtures_models", "tests.gen_env", "tests.ui_harness"]
 
 
 @pytest.fixture(scope="session")

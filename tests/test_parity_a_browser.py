@@ -13,10 +13,7 @@ from tests.fixtures_models import TinyModelFiles
 from tests.ui_harness import (
     ARTIFACTS,
     LiveServer,
-    chromium,
-    open_page,
-    prepare_data_dir,
-    require_browser,
+    browser_data_dir,
     set_number,
     start_server,
 )
@@ -26,34 +23,15 @@ pytestmark = [pytest.mark.browser]
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModelFiles) -> Iterator[LiveServer]:
-    require_browser()
-    data = prepare_data_dir(tmp_path_factory.mktemp("parity-ui"), tiny_models, families=("sd1",))
+    data = browser_data_dir(tmp_path_factory, tiny_models, "parity-ui", families=("sd1",))
     # stored values no longer valid: a ui-config index where a choice belongs, a setting's old value
     (data / "ui-config.json").write_text(
         json.dumps({"img2img/Resize mode/value": 1, "txt2img/Sampling steps/value": -5})
     )
     (data / "config.json").write_text(json.dumps({"samples_format": "bmp-gone"}))
-    server = start_server(data)
-    server.services.options.set("sd_model_checkpoint", "tiny-sd1.safetensors")
-    try:
+    with start_server(data) as server:
+        server.services.options.set("sd_model_checkpoint", "tiny-sd1.safetensors")
         yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def context(live: LiveServer) -> Iterator[Any]:
-    with chromium() as ctx:
-        yield ctx
-
-
-@pytest.fixture
-def page(context: Any, live: LiveServer) -> Iterator[Any]:
-    errors: list[str] = []
-    opened = open_page(context, live.url, errors)
-    opened.console_errors = errors
-    yield opened
-    opened.close()
 
 
 def open_tab(page: Any, label: str) -> None:

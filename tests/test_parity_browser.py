@@ -12,17 +12,7 @@ import pytest
 
 from modules.core.paths import REPO_ROOT
 from tests.fixtures_models import TinyModelFiles
-from tests.ui_harness import (
-    LiveServer,
-    checked_page,
-    chromium,
-    free_port,
-    prepare_data_dir,
-    require_browser,
-    select_dropdown,
-    serve,
-    set_number,
-)
+from tests.ui_harness import LiveServer, browser_data_dir, select_dropdown, set_number, start_with_extensions
 from tools.demo.dataset import Scene, render
 
 pytestmark = [pytest.mark.browser]
@@ -30,37 +20,9 @@ pytestmark = [pytest.mark.browser]
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModelFiles) -> Iterator[LiveServer]:
-    from modules.app.bootstrap import build_services
-    from modules.core.cmd_args import parse_args
-    from modules.core.devices import DevicePolicy
-    from modules.extension_host import facade
-    from modules.server import build_app
-
-    require_browser()
-    data = prepare_data_dir(tmp_path_factory.mktemp("ui-parity"), tiny_models, families=())  # demo model only
-    port = free_port()
-    services = build_services(parse_args(["--data-dir", str(data), "--port", str(port)]), policy=DevicePolicy.cpu())
-    services.options.set("live_previews_enable", False)
-    host = facade.bind(
-        services, run_installers=False, builtin_dir=data / "none", core_scripts_dir=REPO_ROOT / "scripts"
-    )
-    server = serve(build_app(services, extension_host=host), services, port)
-    try:
+    data = browser_data_dir(tmp_path_factory, tiny_models, "ui-parity", families=())  # demo model only
+    with start_with_extensions(data, {"live_previews_enable": False}, core_scripts_dir=REPO_ROOT / "scripts") as server:
         yield server
-    finally:
-        server.stop()
-        facade.unbind()
-
-
-@pytest.fixture(scope="module")
-def browser_context(live: LiveServer) -> Iterator[Any]:
-    with chromium() as context:
-        yield context
-
-
-@pytest.fixture
-def page(browser_context: Any, live: LiveServer) -> Iterator[Any]:
-    yield from checked_page(browser_context, live.url)
 
 
 def upload_red_circle(page: Any, tmp_path: Path) -> None:

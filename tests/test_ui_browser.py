@@ -23,11 +23,8 @@ from tests.ui_harness import (
     CHROMIUM,
     CHROMIUM_ARGS,
     LiveServer,
-    checked_page,
-    chromium,
+    browser_data_dir,
     open_page,
-    prepare_data_dir,
-    require_browser,
     select_dropdown,
     set_number,
     start_server,
@@ -41,26 +38,11 @@ INPAINT_TITLE_PREFIX = "tiny-sd1-inpaint.safetensors"
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModelFiles) -> Iterator[LiveServer]:
-    require_browser()
-    data = prepare_data_dir(tmp_path_factory.mktemp("ui-live"), tiny_models)
+    data = browser_data_dir(tmp_path_factory, tiny_models, "ui-live")
     _tiny_lora(data / "models" / "Lora" / "tinylora.safetensors")
-    server = start_server(data)
-    server.services.options.set("sd_model_checkpoint", SD1_TITLE_PREFIX)
-    try:
+    with start_server(data) as server:
+        server.services.options.set("sd_model_checkpoint", SD1_TITLE_PREFIX)
         yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser_context(live: LiveServer) -> Iterator[Any]:
-    with chromium() as context:
-        yield context
-
-
-@pytest.fixture
-def page(browser_context: Any, live: LiveServer) -> Iterator[Any]:
-    yield from checked_page(browser_context, live.url)
 
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -390,7 +372,7 @@ def test_mobile_viewport_has_no_horizontal_scroll(browser_context: Any, live: Li
 def test_settings_survive_reload_and_restart(
     browser_context: Any, tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModelFiles
 ) -> None:
-    data = prepare_data_dir(tmp_path_factory.mktemp("ui-settings"), tiny_models, families=("sd1",))
+    data = browser_data_dir(tmp_path_factory, tiny_models, "ui-settings", families=("sd1",))
     server = start_server(data)
     try:
         errors: list[str] = []

@@ -16,10 +16,9 @@ from tests.fixtures_models import TinyModelFiles
 from tests.ui_harness import (
     ARTIFACTS,
     LiveServer,
+    browser_data_dir,
     checked_page,
     chromium,
-    prepare_data_dir,
-    require_browser,
     start_with_extensions,
 )
 
@@ -31,17 +30,10 @@ A1111_PANELS = ("txt2img", "img2img", "extras", "pnginfo", "modelmerger", "train
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModelFiles) -> Iterator[LiveServer]:
-    from modules.extension_host import facade
-
-    require_browser()
-    data = prepare_data_dir(tmp_path_factory.mktemp("ui-page"), tiny_models)
+    data = browser_data_dir(tmp_path_factory, tiny_models, "ui-page")
     shutil.copytree(FIXTURES / "toy-gradio3", data / "extensions" / "toy-gradio3")
-    server = start_with_extensions(data, {"live_previews_enable": False})
-    try:
+    with start_with_extensions(data, {"live_previews_enable": False}) as server:
         yield server
-    finally:
-        server.stop()
-        facade.unbind()
 
 
 @pytest.fixture(scope="module")

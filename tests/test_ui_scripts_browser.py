@@ -19,10 +19,7 @@ from tests.ui_harness import (
     ARTIFACTS,
     UI_LOADED_TIMEOUT_MS,
     LiveServer,
-    checked_page,
-    chromium,
-    prepare_data_dir,
-    require_browser,
+    browser_data_dir,
     select_dropdown,
     set_number,
     start_with_extensions,
@@ -38,30 +35,12 @@ SD1, SDXL = "tiny-sd1", "tiny-sdxl"
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModelFiles) -> Iterator[LiveServer]:
-    from modules.extension_host import facade
-
-    require_browser()
-    data = prepare_data_dir(tmp_path_factory.mktemp("ui-ext"), tiny_models, families=("sd1", "sdxl", "sdxl-refiner"))
+    data = browser_data_dir(tmp_path_factory, tiny_models, "ui-ext", families=("sd1", "sdxl", "sdxl-refiner"))
     for name in INSTALLED:
         shutil.copytree(FIXTURES / name, data / "extensions" / name)
     (data / "config.json").write_text(json.dumps({"disabled_extensions": [DISABLED]}))
-    server = start_with_extensions(data, {"sd_model_checkpoint": SD1, "live_previews_enable": False})
-    try:
+    with start_with_extensions(data, {"sd_model_checkpoint": SD1, "live_previews_enable": False}) as server:
         yield server
-    finally:
-        server.stop()
-        facade.unbind()
-
-
-@pytest.fixture(scope="module")
-def browser_context(live: LiveServer) -> Iterator[Any]:
-    with chromium() as context:
-        yield context
-
-
-@pytest.fixture
-def page(browser_context: Any, live: LiveServer) -> Iterator[Any]:
-    yield from checked_page(browser_context, live.url)
 
 
 # --- helpers -----------------------------------------------------------------------------------------

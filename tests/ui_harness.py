@@ -60,17 +60,40 @@ def prepare_data_dir(root: Path, tiny: TinyModelFiles, families: tuple[str, ...]
     return root
 
 
+def browser_data_dir(
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny: TinyModelFiles,
+    name: str,
+    families: tuple[str, ...] = ("sd1", "sd1-inpaint"),
+) -> Path:
+    """For a browser module's `live` fixture: skips without Chromium, else a fresh data dir with
+    the tiny checkpoints of `families` (none: the built-in demo model only)."""
+    require_browser()
+    return prepare_data_dir(tmp_path_factory.mktemp(name), tiny, families)
+
+
 @dataclass
 class LiveServer:
     url: str
     services: Any
     server: Any
     thread: threading.Thread
+    bound_extension_host: bool = False
 
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=20)
         self.services.jobs.shutdown(timeout=5)
+        if self.bound_extension_host:
+            from modules.extension_host import facade
+
+            facade.unbind()
+
+    def __enter__(self) -> LiveServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def start_server(data_dir: Path, *extra_args: str) -> LiveServer:
@@ -144,9 +167,11 @@ def open_page(context: Any, url: str, errors: list[str]) -> Any:
     return page
 
 
-def start_with_extensions(data_dir: Path, options: dict[str, Any]) -> LiveServer:
+def start_with_extensions(data_dir: Path, options: dict[str, Any], core_scripts_dir: Path | None = None) -> LiveServer:
     """What webui.py does with the extensions in data_dir/extensions: preload flags, bind the
-    extension host (no installers, no built-ins), build the app, serve it; `options` set first."""
+    extension host (no installers, no built-in extensions; A1111's scripts/ when
+    `core_scripts_dir` names it), build the app, serve it; `options` set first. Stopping the
+    server unbinds the host."""
     from modules.app.bootstrap import build_services
     from modules.core.cmd_args import parse_args
     from modules.core.devices import DevicePolicy
@@ -161,9 +186,32 @@ def start_with_extensions(data_dir: Path, options: dict[str, Any]) -> LiveServer
     for key, value in options.items():
         services.options.set(key, value)
     host = facade.bind(
-        services, run_installers=False, builtin_dir=data_dir / "no-builtins", core_scripts_dir=None, preload=preload
+        services,
+        run_installers=False,
+        builtin_dir=data_dir / "no-builtins",
+        core_scripts_dir=core_scripts_dir,
+        preload=preload,
     )
-    return serve(build_app(services, extension_host=host), services, port)
+    server = serve(build_app(services, extension_host=host), services, port)
+    server.bound_extension_host = True
+    return server
+
+
+# --- fixtures for browser test modules (registered as a pytest plugin in conftest.py); each module
+# defines its own module-scoped `live` server fixture.
+
+
+@pytest.fixture(scope="module")
+def browser_context(live: LiveServer) -> Iterator[Any]:
+    """One Chromium context per test module, opened once the module's live server runs."""
+    with chromium() as context:
+        yield context
+
+
+@pytest.fixture
+def page(browser_context: Any, live: LiveServer) -> Iterator[Any]:
+    """A freshly loaded UI page per test, its console errors in `.console_errors`."""
+    yield from checked_page(browser_context, live.url)
 
 
 def require_browser() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable
 
 import torch
 
@@ -41,6 +42,7 @@ from modules.networks.options import NETWORK_OPTIONS
 from modules.postprocessing.face_service import FaceRestorationService
 from modules.postprocessing.tiling import TileSettings
 from modules.postprocessing.upscalers import UpscalerRegistry, upscaler_dirs
+from modules.scaleout.setup import front_end
 from modules.services import Services
 from modules.train.options import TRAIN_OPTIONS
 from modules.train.service import build_training_service
@@ -128,18 +130,28 @@ def build_services(args: argparse.Namespace, *, policy: DevicePolicy | None = No
         write_params_txt=not args.no_prompt_history,
         filenames_max_length=args.filenames_max_length,
     )
+    remote = front_end(args, generation)  # --queue: jobs sample on workers (modules/scaleout)
+    if remote is not None:
+        return assemble_services(
+            args, options=options, policy=policy, generation=remote.generation, slots=remote.slots()
+        )
     return assemble_services(args, options=options, policy=policy, generation=generation)
 
 
 def assemble_services(
-    args: argparse.Namespace, *, options: Options, policy: DevicePolicy, generation: GenerationService
+    args: argparse.Namespace,
+    *,
+    options: Options,
+    policy: DevicePolicy,
+    generation: GenerationService,
+    slots: Callable[[], int] | None = None,
 ) -> Services:
     """The services around a built generation engine (its models, paths, catalogue, restorers and
     hooks slot are the app's): logins, the job queue, training and the upscalers."""
     paths, models = generation.paths, generation.models
     users = load_user_table(args)
     access = AccessPolicy(options, args, admins=users.admins, logins=users.enabled)
-    jobs = LocalJobQueue(policy=lambda: queue_policy(options.as_dict()), visible=access.may_see_job)
+    jobs = LocalJobQueue(policy=lambda: queue_policy(options.as_dict()), visible=access.may_see_job, slots=slots)
     runner = JobRunner(jobs)
     return Services(
         args=args,

@@ -76,6 +76,20 @@ def _add_network(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-gradio-queue", action="store_true")
     g.add_argument("--gradio-allowed-path", action="append", default=[])
     g.add_argument("--autolaunch", action="store_true", help="open the browser on start")
+    _add_scale_out(p)
+
+
+def _add_scale_out(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("scale-out (docs/scale-out.md)")
+    g.add_argument(
+        "--queue",
+        default=None,
+        metavar="redis://[:password@]host:port/db",
+        help="run generation jobs on workers through this Redis broker (rediss:// for TLS); "
+        "the web server becomes their front end",
+    )
+    g.add_argument("--worker", action="store_true", help="with --queue: run jobs from the broker, serve no UI")
+    g.add_argument("--worker-id", default=None, help="this worker's name (default: host name and --device-id)")
 
 
 def _add_security(p: argparse.ArgumentParser) -> None:
@@ -216,6 +230,8 @@ def parse_args(
         args.port = 7861
     if args.port is None:
         args.port = 7860
+    if args.worker and not args.queue:
+        parser.error("--worker needs --queue redis://host:port/db (the broker to take jobs from)")
     return args
 
 
