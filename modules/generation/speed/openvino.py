@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 PRECISIONS = ("f32", "bf16")
 _SAMPLE = 64  # weight values sampled per tensor for the fingerprint
+# The ldm views' pre-hooks only act under model offload, which never runs through OpenVINO.
+_OFFLOAD_SHIMS = "modules.models.ldm_views"
 _UNET_KWARGS = frozenset({"encoder_hidden_states", "added_cond_kwargs", "return_dict", "timestep"})
 
 
@@ -84,7 +86,8 @@ def fallback_reason(module: torch.nn.Module) -> str | None:
     if torch.nn.modules.module._global_forward_hooks or torch.nn.modules.module._global_forward_pre_hooks:
         return "a global forward hook is registered"
     for name, sub in module.named_modules():
-        if sub._forward_hooks or sub._forward_pre_hooks:
+        hooks = [*sub._forward_hooks.values(), *sub._forward_pre_hooks.values()]
+        if any(getattr(hook, "__module__", "") != _OFFLOAD_SHIMS for hook in hooks):
             return f"a forward hook on {name or type(module).__name__} (an extension or token merging)"
         processor = getattr(sub, "processor", None)
         if processor is not None and not type(processor).__module__.startswith("diffusers."):
@@ -96,7 +99,7 @@ def fallback_reason(module: torch.nn.Module) -> str | None:
 class CallShape:
     """How a module's call maps onto the converted graph's inputs."""
 
-    kind: str  # "unet" or "plain" (tensors in, one tensor out)
+    kind: str  # "unet" (diffusers), "ldm" (the ldm-shaped UNet view) or "plain" (tensors in, one out)
     extra_keys: tuple[str, ...] = ()  # UNet: added_cond_kwargs keys, sorted (SDXL)
     return_dict: bool = False
 
@@ -124,6 +127,25 @@ def unet_inputs(args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[list[torch
     return tensors, CallShape("unet", keys, bool(rest.get("return_dict", True)))
 
 
+def ldm_unet_inputs(args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[list[torch.Tensor], CallShape] | str:
+    """A call of the ldm-shaped UNet view: (x, timesteps, context, y=None), what generation makes."""
+    names = ("x", "timesteps", "context", "y")
+    if len(args) > len(names):
+        return "UNet called with an unexpected argument layout"
+    values = dict(zip(names, args, strict=False)) | {k: v for k, v in kwargs.items() if v is not None}
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        return f"UNet called with {', '.join(unknown)}"
+    x, context, y = values.get("x"), values.get("context"), values.get("y")
+    if not isinstance(x, torch.Tensor) or not isinstance(context, torch.Tensor) or values.get("timesteps") is None:
+        return "UNet called with an unexpected argument layout"
+    if x.dtype != torch.float32 or x.device.type != "cpu":
+        return f"UNet input is {x.dtype} on {x.device.type} (fp32 on the CPU is converted)"
+    steps = torch.as_tensor(values["timesteps"], dtype=torch.float32).reshape(-1).expand(x.shape[0]).contiguous()
+    extra = [y.to(torch.float32)] if isinstance(y, torch.Tensor) else []
+    return [x, steps, context, *extra], CallShape("ldm", ("y",) if extra else ())
+
+
 def plain_inputs(args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[list[torch.Tensor], CallShape] | str:
     """A VAE encoder/decoder call: fp32 CPU tensors, positional, nothing else."""
     if any(v is not None for v in kwargs.values()):
@@ -147,6 +169,8 @@ class _Traced(torch.nn.Module):
         if self.shape.kind == "plain":
             return self.module(*tensors)  # type: ignore[no-any-return]
         sample, steps, context, *extra = tensors
+        if self.shape.kind == "ldm":
+            return self.module(sample, steps, context, y=extra[0] if extra else None)  # type: ignore[no-any-return]
         added = dict(zip(self.shape.extra_keys, extra, strict=True)) or None
         out = self.module(sample, steps, encoder_hidden_states=context, added_cond_kwargs=added, return_dict=False)
         return out[0]  # type: ignore[no-any-return]
@@ -221,7 +245,7 @@ class OpenVinoModels:
             return self.converted[fingerprint]
         openvino = import_openvino()
 
-        ir = cache_dir / f"{label.replace(' ', '_')}-{fingerprint}.xml" if cache_dir is not None else None
+        ir = cache_dir / f"{label}-{fingerprint}.xml" if cache_dir is not None else None
         if ir is not None and ir.is_file():
             model = self.core().read_model(str(ir))
         else:
@@ -256,9 +280,9 @@ def _shape_variant(module: torch.nn.Module, call: CallShape, tensors: list[torch
     12x12 latent) makes diffusers pass explicit upsample sizes, which the trace bakes in as
     constants: such a graph only fits its own size.
     """
-    if call.kind != "unet":
+    if call.kind == "plain":
         return ""
-    factor = 2 ** int(getattr(module, "num_upsamplers", 0))
+    factor = 2 ** int(getattr(module, "num_upsamplers", 3))  # the ldm view: 8 serves SD1/2 and SDXL
     height, width = tensors[0].shape[-2:]
     return "" if height % factor == 0 and width % factor == 0 else f"-{height}x{width}"
 
@@ -287,6 +311,7 @@ class _Route:
     """One module routed through OpenVINO for one job (state of its log lines)."""
 
     label: str
+    kind: str  # which call layout: a key of _PARSERS
     models: OpenVinoModels
     precision: str
     cache_dir: Path | None
@@ -300,7 +325,7 @@ class _Route:
             (log.warning if warn else log.info)("%s", text)
 
     def call(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
-        parsed = (unet_inputs if self.label == "unet" else plain_inputs)(args, kwargs)
+        parsed = _PARSERS[self.kind](args, kwargs)
         reason = parsed if isinstance(parsed, str) else fallback_reason(module)
         if reason is not None or isinstance(parsed, str):
             self.note(f"OpenVINO: the {self.label} runs in PyTorch for this call: {reason}")
@@ -324,23 +349,26 @@ class _Route:
             return module._call_impl(*args, **kwargs)
         self.models.calls[self.label] = self.models.calls.get(self.label, 0) + 1
         result = torch.from_numpy(out.copy())
-        if call.kind == "unet" and call.return_dict:
+        if call.kind == "unet" and call.return_dict:  # the diffusers UNet's output type
             from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
 
             return UNet2DConditionOutput(sample=result)
         return result
 
 
+_PARSERS = {"unet": unet_inputs, "ldm": ldm_unet_inputs, "plain": plain_inputs}
+
+
 @contextmanager
 def openvino_backend(
-    modules: dict[str, torch.nn.Module],
+    modules: dict[str, tuple[str, torch.nn.Module]],
     models: OpenVinoModels,
     *,
     precision: str,
     cache_dir: Path | None,
     notes: list[str],
 ) -> Iterator[list[str]]:
-    """Route calls of each module (label -> module) through OpenVINO while inside.
+    """Route calls of each module (label -> (call layout, module)) through OpenVINO while inside.
 
     Yields the labels actually routed: a module whose slot is taken (torch.compile) is left alone.
     """
@@ -348,10 +376,10 @@ def openvino_backend(
         raise ValueError(f"OpenVINO precision must be one of {PRECISIONS}, got {precision!r}")
     routed: list[str] = []
     with ExitStack() as stack:
-        for label, module in modules.items():
+        for label, (kind, module) in modules.items():
             if module._compiled_call_impl is not None:
                 continue
-            route = _Route(label, models, precision, cache_dir, notes)
+            route = _Route(label, kind, models, precision, cache_dir, notes)
             module._compiled_call_impl = functools.partial(route.call, module)
             stack.callback(setattr, module, "_compiled_call_impl", None)
             routed.append(label)

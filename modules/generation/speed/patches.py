@@ -28,7 +28,7 @@ from modules.generation.speed.settings import SpeedSettings
 from modules.generation.speed.taesd import TaesdDecoders
 from modules.generation.speed.tome import TokenMergingState, token_merging
 from modules.generation.speed.vae import VaeMode, vae_mode
-from modules.models.ldm_views import called_unet
+from modules.models.ldm_views import called_unet, first_stage_of, is_diffusers_unet
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class SpeedReport:
     vae_slicing: bool = False
     compiled: bool = False
     upcast_layers: int = 0  # attention layers computing in fp32 (upcast_attn)
-    openvino: list[str] = field(default_factory=list)  # modules routed through OpenVINO ("unet", "vae decoder", ...)
+    openvino: list[str] = field(default_factory=list)  # modules routed through OpenVINO ("unet", "vae_decoder", ...)
     notes: list[str] = field(default_factory=list)
 
 
@@ -135,12 +135,25 @@ def _maybe_openvino(
         report.notes.append(f"{backend} not used: {why}")
         log.warning("cpu_compute_backend=%s not used: %s; PyTorch runs", backend, why)
         return []
-    modules = {"unet": unet, "vae decoder": vae.decoder, "vae encoder": vae.encoder}
+    modules = _openvino_modules(unet, vae)
     precision = "bf16" if backend.endswith("bf16") else "f32"
     models = (cache or SpeedCache()).openvino
     return stack.enter_context(
         openvino_backend(modules, models, precision=precision, cache_dir=cache_dir, notes=report.notes)
     )
+
+
+def _openvino_modules(unet: Any, vae: Any) -> dict[str, tuple[str, torch.nn.Module]]:
+    """What generation calls (the ldm-shaped views) and the diffusers modules (direct callers,
+    tiled VAE), with the call layout of each; the label names the converted files."""
+    modules: dict[str, tuple[str, torch.nn.Module]] = {"unet_diffusers": ("unet", unet)}
+    if is_diffusers_unet(unet):
+        modules["unet"] = ("ldm", called_unet(unet))
+    modules |= {"vae_decoder_diffusers": ("plain", vae.decoder), "vae_encoder_diffusers": ("plain", vae.encoder)}
+    if type(vae).__name__ == "AutoencoderKL":
+        view = first_stage_of(vae)
+        modules |= {"vae_decoder": ("plain", view.decoder), "vae_encoder": ("plain", view.encoder)}
+    return modules
 
 
 @contextmanager
