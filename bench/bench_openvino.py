@@ -200,8 +200,9 @@ def summarise(runs: dict[str, list[dict[str, Any]]], images: dict[str, Path], si
         for base in ("diffusers", "torch"):
             if base in best and base != mode:
                 row[f"time_ratio_vs_{base}"] = round(run["generate_s"] / best[base]["generate_s"], 3)
-        if "torch" in best and mode != "torch":
-            row["vs_torch_fp32_image"] = common.compare(images[mode], images["torch"])
+        reference = "torch" if "torch" in best else "diffusers"  # both fp32 PyTorch
+        if reference in best and mode != reference:
+            row[f"vs_{reference}_fp32_image"] = common.compare(images[mode], images[reference])
         row["compile_s_first_run"] = runs[mode][0].get("compile_s", 0.0)
         table[mode] = row
     return {
