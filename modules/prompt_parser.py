@@ -7,10 +7,15 @@ encodes with the model's A1111 text interface (shared.sd_model.get_learned_condi
 
 from __future__ import annotations
 
-from collections import namedtuple
 from collections.abc import Sequence
 from typing import Any
 
+from modules.extension_host.compat_conds import (
+    ComposableScheduledPromptConditioning,
+    DictWithShape,
+    MulticondLearnedConditioning,
+    ScheduledPromptConditioning,
+)
 from modules.generation import prompt_parser as _pp
 from modules.generation.prompt_parser import strip_comments
 
@@ -27,30 +32,6 @@ __all__ = [
     "parse_prompt_attention",
     "strip_comments",
 ]
-
-ScheduledPromptConditioning = namedtuple("ScheduledPromptConditioning", ["end_at_step", "cond"])
-
-
-class ComposableScheduledPromptConditioning:
-    def __init__(self, schedules: list[Any], weight: float = 1.0):
-        self.schedules = schedules
-        self.weight = weight
-
-
-class MulticondLearnedConditioning:
-    def __init__(self, shape: tuple[int, ...], batch: list[list[ComposableScheduledPromptConditioning]]):
-        self.shape = shape
-        self.batch = batch
-
-
-class DictWithShape(dict):  # type: ignore[type-arg]
-    def __init__(self, x: dict[str, Any], shape: Any = None):
-        super().__init__()
-        self.update(x)
-
-    @property
-    def shape(self) -> Any:
-        return self["crossattn"].shape
 
 
 class SdConditioning(list):  # type: ignore[type-arg]

@@ -69,6 +69,7 @@ def test_scripts_see_an_a1111_sampler_in_process(host: ExtensionHost, env: GenEn
     assert probe["sigmas"] == 1000 and probe["karras"] == 6
     assert probe["roundtrip"] == pytest.approx(2.0, rel=1e-4)
     assert probe["rng"] == ("ImageRNG", (4, 8, 8), True)
+    assert probe["batch_rng"] == ((4, 8, 8), True, True) and probe["same_rng"]  # made before the batch
 
 
 @pytest.mark.parametrize("key", ["sd1", "sdxl", "sd1_and"])
@@ -116,6 +117,40 @@ def test_a_sampler_added_by_an_extension_runs_with_its_cfg_denoiser(
     assert np.array_equal(pixels(result.images[0]), before["sd1_cfg3.5"])
     assert "Sampler: Euler," in result.infotexts[0]
     assert "Euler_toy" not in sd_samplers.all_samplers_map  # the extension removed it again
+
+
+def test_scripts_read_the_conds_as_a1111_structures(host: ExtensionHost, env: GenEnv) -> None:
+    from modules import prompt_parser
+
+    probe = _probe(_run(env, "conds", prompt="a [red:blue:2] circle AND a square:0.5", batch_size=2))
+    before, after = probe["before"], probe["after"]
+    assert before == after  # setup_conds encodes what sampling then uses
+    assert before["shape"] == (2,) and len(before["uc"]) == 2
+    first, second = before["c"][0]
+    assert (first[0], second[0]) == (1.0, 0.5)  # AND weights
+    assert [end for end, _shape, _sum in first[1]] == [2, 3]  # prompt editing: red until step 2
+    assert first[1][0][2] != first[1][1][2] and len(first[1][0][1]) == 2  # [tokens, width] per entry
+    assert prompt_parser.ScheduledPromptConditioning._fields == ("end_at_step", "cond")
+
+
+def test_an_optimization_registered_by_an_extension_applies_and_undoes(
+    host: ExtensionHost, env: GenEnv, before: dict[str, np.ndarray]
+) -> None:
+    import ldm.modules.attention
+    from modules import sd_hijack
+
+    hijack = sd_hijack.model_hijack
+    assert hijack.apply_optimizations("no such optimization") is None and hijack.optimization_method is None
+    assert hijack.apply_optimizations("toy-half") == "toy-half"
+    try:
+        changed = pixels(_run(env, "").images[0])
+        assert hijack.optimization_method == "toy-half"
+    finally:
+        hijack.undo_optimizations()
+    assert not np.array_equal(changed, before["sd1"])
+    assert np.array_equal(pixels(_run(env, "").images[0]), before["sd1"])
+    layers = hijack.layers
+    assert layers is not None and any(isinstance(m, ldm.modules.attention.CrossAttention) for m in layers)
 
 
 def test_k_diffusion_samplers_run_a_model_wrapper(host: ExtensionHost) -> None:

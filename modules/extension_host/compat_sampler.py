@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from modules.extension_host.compat_conds import a1111_conds
 from modules.generation.denoiser import combine_conds
 from modules.generation.hooks import CondsList
 from modules.generation.samplers import SAMPLERS, SamplerSpec, UnknownSamplerError, find_sampler
@@ -352,6 +353,8 @@ class JobCFGWrap:
         return self.sampler.model_wrap_cfg
 
     def bind(self, denoiser: Any) -> None:
+        if denoiser is not self.sampler.bound and denoiser.conditioning is not None:
+            denoiser.p.c, denoiser.p.uc = a1111_conds(denoiser.conditioning)  # this pass's conds
         self.sampler.bound = denoiser
         cfg = self.sampler.model_wrap_cfg
         cfg.step = denoiser.step

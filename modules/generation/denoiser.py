@@ -85,6 +85,7 @@ class CFGDenoiser:
     events: DenoiserEvents | None = None  # extension callbacks; None when nobody listens
     p: Any = None  # the job (A1111 CFGDenoiser.p, read by callbacks through params.denoiser)
     wrap: CFGWrap | None = None  # the job's A1111 sampler objects (extensions); None: direct calls
+    conditioning: Any = None  # the pass's PromptConditioning (A1111's p.c / p.uc are views of it)
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         if self.control is not None:

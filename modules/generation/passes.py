@@ -105,17 +105,7 @@ def run_pass(
     """Sample one batch; returns the final latent [B, 4, h, w]."""
     wrap = p.scripts.cfg_wrap(p, spec.sampler_name) if p.scripts is not None else None
     sampler, schedule = samplers.resolve_sampler(wrap.sampler_name if wrap else spec.sampler_name, spec.scheduler)
-    rng = ImageRNG(
-        (4, spec.height // 8, spec.width // 8),
-        p.seeds,
-        subseeds=p.subseeds,
-        subseed_strength=p.subseed_strength,
-        seed_resize_from_h=p.seed_resize_from_h,
-        seed_resize_from_w=p.seed_resize_from_w,
-        source=str(p.opts["randn_source"]),
-        device="cpu",
-        eta_noise_seed_delta=int(p.opts["eta_noise_seed_delta"]),
-    )
+    rng = p.rng if _unused(p.rng, p, spec) else batch_rng(p, spec.width, spec.height)
     p.rng = rng  # A1111's p.rng: the sampler draws from it (extensions may read or replace draws)
     model_sigmas = samplers.model_sigmas_for(model.alphas_cumprod, sampler)
     params = samplers.sampler_params_from_settings(
@@ -207,6 +197,29 @@ def run_pass(
             refiner_switch.close()
 
 
+def batch_rng(p: Processing, width: int, height: int) -> ImageRNG:
+    """The per-image noise of this batch's images at a size (A1111's p.rng)."""
+    return ImageRNG(
+        (4, height // 8, width // 8),
+        p.seeds,
+        subseeds=p.subseeds,
+        subseed_strength=p.subseed_strength,
+        seed_resize_from_h=p.seed_resize_from_h,
+        seed_resize_from_w=p.seed_resize_from_w,
+        source=str(p.opts["randn_source"]),
+        device="cpu",
+        eta_noise_seed_delta=int(p.opts["eta_noise_seed_delta"]),
+    )
+
+
+def _unused(rng: object, p: Processing, spec: PassSpec) -> bool:
+    """The batch's p.rng (made before before_process_batch, as A1111) is this pass's when it fits
+    and nothing drew from it yet; hires and later passes make their own."""
+    if not isinstance(rng, ImageRNG) or not rng.is_first or rng.seeds != [int(s) for s in p.seeds]:
+        return False
+    return rng.shape == (4, spec.height // 8, spec.width // 8)
+
+
 def denoiser_for(
     model: LoadedModel,
     p: Processing,
@@ -251,6 +264,7 @@ def denoiser_for(
         p=p,
         nan_check=p.nan_check,
         wrap=wrap,
+        conditioning=conditioning,
     )
 
 

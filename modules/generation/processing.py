@@ -130,6 +130,10 @@ class Processing:
     def mask_blur(self, value: int) -> None:
         self.mask_blur_x = self.mask_blur_y = int(value)
 
+    def close(self) -> None:
+        """A1111's p.close() (scripts call it after a nested job, e.g. adetailer): A1111 frees its
+        cached conditionings and sampler there; the pipeline keeps none on `p`, so nothing to free."""
+
 
 @dataclass
 class GenerationResult:

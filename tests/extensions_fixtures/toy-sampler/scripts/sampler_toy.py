@@ -8,6 +8,10 @@ Mode (the script argument):
   kdiff    Dynamic Thresholding's pattern: a new sampler in sd_samplers.all_samplers_map whose
            constructor swaps in a CFGDenoiserKDiffusion subclass that halves the CFG scale;
            p.sampler_name points at it for the batch
+  conds    p.setup_conds() / p.get_conds() in process_batch, p.c / p.uc again after sampling
+
+It also registers an attention optimization ("toy-half": cross-attention output halved) through
+on_list_optimizers, applied by sd_hijack.model_hijack.apply_optimizations("toy-half").
 """
 
 import gradio as gr
@@ -15,9 +19,39 @@ import torch
 
 import k_diffusion.external
 import k_diffusion.sampling
-from modules import scripts, sd_samplers, sd_samplers_common
+import ldm.modules.attention
+from modules import script_callbacks, scripts, sd_hijack_optimizations, sd_samplers, sd_samplers_common
 from modules.sd_samplers_cfg_denoiser import CFGDenoiser
 from modules.sd_samplers_kdiffusion import CFGDenoiserKDiffusion, KDiffusionSampler
+
+
+class HalfAttention(sd_hijack_optimizations.SdOptimization):
+    name = "toy-half"
+    label = "halved cross-attention"
+
+    def apply(self):
+        original = ldm.modules.attention.CrossAttention.forward
+
+        def forward(self, x, context=None, mask=None, **kwargs):
+            return original(self, x, context=context, mask=mask, **kwargs) * 0.5
+
+        ldm.modules.attention.CrossAttention.forward = forward
+
+
+script_callbacks.on_list_optimizers(lambda found: found.append(HalfAttention()))
+
+
+def _conds(c, uc):
+    """What the A1111 structures hold: per image, per AND part, (weight, [(end_at_step, shape, abs sum)])."""
+
+    def schedule(entries):
+        return [(e.end_at_step, tuple(e.cond.shape), round(float(e.cond.abs().sum()), 3)) for e in entries]
+
+    return {
+        "c": [[(part.weight, schedule(part.schedules)) for part in parts] for parts in c.batch],
+        "uc": [schedule(entries) for entries in uc],
+        "shape": c.shape,
+    }
 
 
 class HalfCFG(CFGDenoiserKDiffusion):
@@ -77,7 +111,16 @@ class SamplerProbe(scripts.Script):
 
             sampler.model_wrap_cfg.inner_model = scaled
 
+    def before_process_batch(self, p, mode, **kwargs):
+        if mode == "probe":
+            p.sampler_probe["batch_rng"] = (tuple(p.rng.shape), p.rng.seeds == kwargs["seeds"], p.rng.is_first)
+            p.sampler_probe["batch_rng_object"] = p.rng
+
     def process_batch(self, p, mode, **kwargs):
+        if mode == "conds":
+            p.setup_conds()
+            c, uc = p.get_conds()
+            p.sampler_probe["before"] = _conds(c, uc)
         if mode != "kdiff":
             return
         base = sd_samplers.all_samplers_map[p.sampler_name]
@@ -97,6 +140,7 @@ class SamplerProbe(scripts.Script):
     def process_before_every_sampling(self, p, mode, **kwargs):
         if mode == "probe":
             p.sampler_probe["rng"] = (type(p.rng).__name__, tuple(p.rng.shape), callable(p.rng.next))
+            p.sampler_probe["same_rng"] = p.rng is p.sampler_probe.pop("batch_rng_object")
 
     def postprocess_batch(self, p, mode, **kwargs):
         if mode == "kdiff":
@@ -104,6 +148,8 @@ class SamplerProbe(scripts.Script):
             p.sampler_name = p.toy_sampler_name
 
     def postprocess(self, p, processed, mode):
+        if mode == "conds":
+            p.sampler_probe["after"] = _conds(p.c, p.uc)
         if SamplerProbe.undo is not None:
             SamplerProbe.undo()
             SamplerProbe.undo = None
