@@ -115,6 +115,7 @@ def test_facades_give_extensions_the_apps_values(host: ExtensionHost, data_dir: 
     assert values["use_cpu"] == []
     assert values["models_path"] == str(data_dir / "models")
     assert values["outdir_txt2img_samples"] == str(data_dir / "outputs" / "txt2img-images")  # where images go
+    assert values["outdir_from_data"] == values["outdir_txt2img_samples"]  # also through opts.data
     assert values["data_path"] == str(data_dir)
     assert values["extensions_dir"] == str(data_dir / "extensions")
     assert values["active"] == ["toy-surface"]

@@ -25,6 +25,7 @@ from tests.scaleout_harness import WorkerProcess, redis_server, start_worker, st
 pytestmark = pytest.mark.integration
 
 USERS = {f"user{n}": f"pass-{n}" for n in range(5)}  # user4 holds workers busy in some tests
+PASSWORD = "broker-secret-7f3a"  # Redis's password: in the --queue URL, never in a log
 AUTH = {name: (name, password) for name, password in USERS.items()}
 
 
@@ -61,7 +62,7 @@ def wait_for(condition: Callable[[], bool], timeout: float, describe: Callable[[
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModelFiles) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("scaleout")
-    with redis_server() as url:
+    with redis_server(password=PASSWORD) as url:
         live = start_server(
             root / "front",
             tiny_models,
@@ -246,3 +247,9 @@ def test_a_worker_killed_mid_job_loses_nothing(cluster: Cluster) -> None:
     )
     survivor = next(w.worker_id for w in cluster.workers if w is not victim)
     assert live.services.jobs.get("task(kill)").control.textinfo.endswith(survivor)
+
+
+def test_the_broker_password_is_in_no_worker_log(cluster: Cluster) -> None:
+    logs = cluster.logs()
+    assert "celery@" in logs or "w1" in logs  # the workers did write their logs
+    assert PASSWORD not in logs

@@ -144,6 +144,7 @@ class ExtensionHost:
         self.settings_components: dict[str, Any] = {}  # the UI fills it (A1111 shared.settings_components)
         self.paste_fields: dict[str, dict[str, Any]] = {}  # infotext_utils.add_paste_fields, for the UI
         self.paste_bindings: list[Any] = []  # infotext_utils.register_paste_params_button, for the UI
+        self.extra_pages: list[Any] = []  # ui_extra_networks.register_page, for the Extra networks panel
         self.runner = ScriptRunner(
             self._tabs([]), prepare_p=self.prepare_p, wrap_processed=wrap_processed, unwrap_processed=unwrap_processed
         )

@@ -321,6 +321,7 @@ class RequestScripts(GenerationCallbacks, ScriptHooks):
         self._prepare_p = prepare_p
         self._wrap = wrap_processed
         self._unwrap = unwrap_processed
+        self._alwayson: list[Script] | None = None  # set by an extension on a copy (adetailer)
 
     # A1111 ScriptRunner attributes some extensions read through p.scripts
     @property
@@ -329,7 +330,20 @@ class RequestScripts(GenerationCallbacks, ScriptHooks):
 
     @property
     def alwayson_scripts(self) -> list[Script]:
-        return self.tab.alwayson_scripts
+        return list(self._alwayson) if self._alwayson is not None else self.tab.alwayson_scripts
+
+    @alwayson_scripts.setter
+    def alwayson_scripts(self, scripts: list[Script]) -> None:
+        """adetailer's pattern: `runner = copy(p.scripts); runner.alwayson_scripts = [...]` for a
+        nested job: only those always-on scripts run their hooks there."""
+        self._alwayson = list(scripts)
+
+    def _ordered(self, method: str) -> list[Script]:
+        scripts = self.tab.ordered(method)
+        if self._alwayson is None:
+            return scripts
+        kept = {id(s) for s in self._alwayson}
+        return [s for s in scripts if id(s) in kept]
 
     @property
     def selectable_scripts(self) -> list[Script]:
@@ -352,7 +366,7 @@ class RequestScripts(GenerationCallbacks, ScriptHooks):
 
     def _each(self, method: str, p: Any, *leading: Any, **kwargs: Any) -> None:
         with job_context(p, self.control):
-            for script in self.tab.ordered(method):
+            for script in self._ordered(method):
                 if method == "setup" and self.is_api and script.setup_for_ui_only:
                     continue
                 fn = getattr(script, method)
