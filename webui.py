@@ -52,6 +52,10 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=(args.loglevel or "INFO").upper(), format="%(levelname)s %(name)s: %(message)s")
     if args.exit:
         return 0
+    if args.worker:  # a scale-out worker: no web server (docs/scale-out.md)
+        from modules.app.worker import main_worker
+
+        return main_worker(args, preload)
 
     import uvicorn
 
@@ -59,15 +63,18 @@ def main(argv: list[str]) -> int:
     from modules.app.bootstrap import build_services
     from modules.core.users import AuthConfigError
     from modules.extension_host.facade import bind
+    from modules.scaleout.broker import ScaleOutError
+    from modules.scaleout.setup import publish_front_extensions
     from modules.server import build_app
 
     try:
         TrustedProxies.parse(args.forwarded_allow_ips)
         services = build_services(args)
-    except (AuthConfigError, ProxyConfigError) as exc:
+    except (AuthConfigError, ProxyConfigError, ScaleOutError) as exc:
         print(f"webui.py: error: {exc}", file=sys.stderr)
         return 2
     extensions = bind(services, preload=preload, run_installers=not args.skip_install)
+    publish_front_extensions(services.generation, [e.name for e in extensions.active()])
     app = build_app(services, extension_host=extensions)
     host = bind_host(args)
     if is_non_local(args) and not (args.gradio_auth or args.gradio_auth_path or args.api_auth):

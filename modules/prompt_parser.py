@@ -1,16 +1,21 @@
 """A1111's `modules.prompt_parser` for extensions: prompt syntax (attention, editing, AND).
 
 Parsing is ours (modules.generation.prompt_parser); the results keep A1111's shapes (schedules
-are lists of [end_at_step, text], attention a list of [text, weight]). Building conditionings
-from a model (get_learned_conditioning) belongs to the sampling pipeline and is not offered here.
+are lists of [end_at_step, text], attention a list of [text, weight]). get_learned_conditioning
+encodes with the model's A1111 text interface (shared.sd_model.get_learned_conditioning).
 """
 
 from __future__ import annotations
 
-from collections import namedtuple
 from collections.abc import Sequence
 from typing import Any
 
+from modules.extension_host.compat_conds import (
+    ComposableScheduledPromptConditioning,
+    DictWithShape,
+    MulticondLearnedConditioning,
+    ScheduledPromptConditioning,
+)
 from modules.generation import prompt_parser as _pp
 from modules.generation.prompt_parser import strip_comments
 
@@ -27,30 +32,6 @@ __all__ = [
     "parse_prompt_attention",
     "strip_comments",
 ]
-
-ScheduledPromptConditioning = namedtuple("ScheduledPromptConditioning", ["end_at_step", "cond"])
-
-
-class ComposableScheduledPromptConditioning:
-    def __init__(self, schedules: list[Any], weight: float = 1.0):
-        self.schedules = schedules
-        self.weight = weight
-
-
-class MulticondLearnedConditioning:
-    def __init__(self, shape: tuple[int, ...], batch: list[list[ComposableScheduledPromptConditioning]]):
-        self.shape = shape
-        self.batch = batch
-
-
-class DictWithShape(dict):  # type: ignore[type-arg]
-    def __init__(self, x: dict[str, Any], shape: Any = None):
-        super().__init__()
-        self.update(x)
-
-    @property
-    def shape(self) -> Any:
-        return self["crossattn"].shape
 
 
 class SdConditioning(list):  # type: ignore[type-arg]
@@ -97,11 +78,27 @@ def get_multicond_prompt_list(
 
 
 def get_learned_conditioning(model: Any, prompts: Any, steps: int, hires_steps: int | None = None) -> Any:
-    raise NotImplementedError(
-        "prompt_parser.get_learned_conditioning: conditionings are built inside our sampling pipeline; "
-        "use Script.process_batch / on_cfg_denoiser hooks (docs/extensions.md, 'not supported')"
-    )
+    """For each prompt, [ScheduledPromptConditioning(end_at_step, cond), ...]: its prompt-editing
+    schedule encoded by `model.get_learned_conditioning` (cond: a [77*k, D] tensor, or SDXL's dict
+    of rows), as A1111 returns it."""
+    schedules = get_learned_conditioning_prompt_schedules(prompts, steps, hires_steps)
+    result = []
+    for schedule in schedules:
+        texts = SdConditioning([text for _, text in schedule], copy_from=prompts)
+        conds = model.get_learned_conditioning(texts)
+        rows = []
+        for i, (end_at_step, _) in enumerate(schedule):
+            cond = {k: v[i] for k, v in conds.items()} if isinstance(conds, dict) else conds[i]
+            rows.append(ScheduledPromptConditioning(end_at_step, cond))
+        result.append(rows)
+    return result
 
 
-def get_multicond_learned_conditioning(model: Any, prompts: Any, steps: int, hires_steps: int | None = None) -> Any:
-    return get_learned_conditioning(model, prompts, steps, hires_steps)
+def get_multicond_learned_conditioning(
+    model: Any, prompts: Any, steps: int, hires_steps: int | None = None
+) -> MulticondLearnedConditioning:
+    """AND-composed prompts: per prompt, its parts' schedules with their weights (A1111)."""
+    indexes, flat, _ = get_multicond_prompt_list(prompts)
+    learned = get_learned_conditioning(model, flat, steps, hires_steps)
+    batch = [[ComposableScheduledPromptConditioning(learned[i], weight) for i, weight in refs] for refs in indexes]
+    return MulticondLearnedConditioning(shape=(len(prompts),), batch=batch)

@@ -1,9 +1,11 @@
-"""A1111's `modules.sd_hijack` for extensions: `model_hijack`, read-only parts.
+"""A1111's `modules.sd_hijack` for extensions: `model_hijack`.
 
 Offered: `model_hijack.embedding_db` (the embeddings folder: word_embeddings by name with
-A1111's Embedding attributes, skipped_embeddings, load_textual_inversion_embeddings) and
-`get_prompt_lengths(text)` (token count, limit). Not offered: hijack()/undo_hijack() and
-optimisation switching - our models are diffusers pipelines, not patched LDM modules.
+A1111's Embedding attributes, skipped_embeddings, load_textual_inversion_embeddings),
+`get_prompt_lengths(text)` (token count, limit), `layers` (every module of the loaded model's ldm
+tree), and the optimizations extensions register (on_list_optimizers): `apply_optimizations(name)`
+applies one (its apply() patches the ldm classes generation runs through), `undo_optimizations()`
+takes it back. hijack()/undo_hijack() do nothing: the ldm-shaped model needs no hijack.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from modules.extension_host.facade import Lazy, current
 
@@ -84,9 +88,7 @@ class _TokenCounter:
 class ModelHijack:
     """A1111's `sd_hijack.model_hijack` (StableDiffusionModelHijack), read-only parts."""
 
-    optimization_method: str | None = None
     fixes: Any = None
-    layers: Any = None
     circular_enabled = False
     clip: Any = None
 
@@ -97,6 +99,50 @@ class ModelHijack:
     @property
     def embedding_db(self) -> EmbeddingDatabase:
         return EmbeddingDatabase(self._host.services)
+
+    @property
+    def _state(self) -> dict[str, Any]:
+        state: dict[str, Any] = self._host.__dict__.setdefault("_a1111_hijack_state", {})
+        return state
+
+    @property
+    def optimization_method(self) -> str | None:  # type: ignore[override]
+        current = self._state.get("optimization")
+        return None if current is None else str(current.name)
+
+    @property
+    def layers(self) -> list[Any] | None:  # type: ignore[override]
+        loaded = self._host.services.models.active
+        if loaded is None:
+            return None
+        model = self._host.sd_model()
+        root = getattr(model, "model", None)
+        return list(root.modules()) if isinstance(root, torch.nn.Module) else None
+
+    def hijack(self, m: Any = None) -> None:
+        """Nothing to do: the model is ldm-shaped already."""
+
+    def undo_hijack(self, m: Any = None) -> None:
+        """See hijack()."""
+
+    def apply_optimizations(self, option: str | None = None) -> str | None:
+        """Apply the extension optimization named `option` (its name or title); without a match the
+        built-in attention setting stays in force. Returns the name applied."""
+        self.undo_optimizations()
+        found = [o for o in self._host.callbacks.list_optimizers() if o.is_available()]
+        found.sort(key=lambda o: -o.priority)
+        wanted = option if option is not None else str(self._host.opts.cross_attention_optimization)
+        chosen = next((o for o in found if wanted in (o.name, o.title())), None)
+        if chosen is None:
+            return None
+        chosen.apply()
+        self._state["optimization"] = chosen
+        return str(chosen.name)
+
+    def undo_optimizations(self) -> None:
+        current = self._state.pop("optimization", None)
+        if current is not None:
+            current.undo()
 
     def get_prompt_lengths(self, text: str, cond_stage_model: Any = None) -> tuple[int, int]:
         """(tokens used, the limit they fill: 75, 150, ...) on the offline CLIP tokenizer."""

@@ -88,15 +88,15 @@ def load_model(checkpoint_info: Any = None, already_loaded_state_dict: Any = Non
     target = _name(checkpoint_info) or _name(select_checkpoint())
     if target is None:
         return None
-    return SdModelView(models.load(target))
+    return SdModelView(models.load(target), current().services.options.as_dict)
 
 
 def reload_model_weights(sd_model: Any = None, info: Any = None, forced_reload: bool = False) -> SdModelView | None:
     models = current().services.models
     if info is not None:
-        return SdModelView(models.load(_name(info) or ""))
+        return SdModelView(models.load(_name(info) or ""), current().services.options.as_dict)
     loaded = models.reload()
-    return SdModelView(loaded) if loaded is not None else None
+    return SdModelView(loaded, current().services.options.as_dict) if loaded is not None else None
 
 
 def unload_model_weights(sd_model: Any = None, info: Any = None) -> None:

@@ -1,17 +1,19 @@
 """A1111's `modules.sd_samplers` for extensions: the sampler list and name lookup.
 
 Entries are A1111's SamplerData(name, constructor, aliases, options) built from our registry
-(modules.generation.samplers.registry). Samplers run inside our sampling pipeline, so
-`constructor` and `create_sampler` cannot build an A1111 sampler object; they say so.
+(modules.generation.samplers.registry); `constructor(sd_model)` / `create_sampler` build the
+A1111 sampler object (`p.sampler`, modules.extension_host.compat_sampler). Entries extensions add
+to `all_samplers_map` can be chosen by name (p.sampler_name) for a job.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from modules.extension_host.compat_sampler import all_samplers, all_samplers_map, create_sampler, find_sampler_config
 from modules.generation.samplers.registry import SAMPLERS, SamplerKind, UnknownSamplerError, find_sampler
 from modules.generation.samplers.schedules import UnknownSchedulerError, find_scheduler
-from modules.sd_samplers_common import SamplerData, no_constructor
+from modules.sd_samplers_common import SamplerData
 
 __all__ = [
     "all_samplers",
@@ -27,10 +29,6 @@ __all__ = [
     "visible_sampler_names",
 ]
 
-all_samplers: list[SamplerData] = [
-    SamplerData(s.name, no_constructor(s.name), list(s.aliases), dict(s.options)) for s in SAMPLERS
-]
-all_samplers_map: dict[str, SamplerData] = {s.name: s for s in all_samplers}
 samplers: list[SamplerData] = list(all_samplers)
 samplers_for_img2img: list[SamplerData] = list(all_samplers)
 samplers_map: dict[str, str] = {}
@@ -43,21 +41,8 @@ del _data, _alias
 samplers_k_diffusion_names = [s.name for s in SAMPLERS if s.kind == SamplerKind.KDIFFUSION]
 
 
-def find_sampler_config(name: str | None) -> SamplerData | None:
-    """The SamplerData for a name or alias (None: the first sampler); None when unknown."""
-    try:
-        spec, _ = find_sampler(name)
-    except UnknownSamplerError:
-        return None
-    return all_samplers_map.get(spec.name)
-
-
 def visible_sampler_names() -> list[str]:
     return [s.name for s in samplers]
-
-
-def create_sampler(name: str, model: Any) -> Any:
-    return no_constructor(name)(model)
 
 
 def get_sampler_from_infotext(d: dict[str, Any]) -> str:

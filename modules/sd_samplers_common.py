@@ -1,13 +1,14 @@
 """A1111's `modules.sd_samplers_common` for extensions: SamplerData, the interrupt exception,
 preview modes and img2img step arithmetic. A1111's Sampler base class is not offered: our
-samplers run inside modules.generation (docs/extensions.md)."""
+samplers run inside modules.generation; `p.sampler` is modules.sd_samplers_kdiffusion's
+KDiffusionSampler (docs/extensions.md)."""
 
 from __future__ import annotations
 
-from collections import namedtuple
 from collections.abc import Callable
 from typing import Any
 
+from modules.extension_host.compat_sampler import SamplerData
 from modules.extension_host.facade import current, is_bound
 
 __all__ = [
@@ -18,7 +19,6 @@ __all__ = [
     "setup_img2img_steps",
 ]
 
-SamplerData = namedtuple("SamplerData", ["name", "constructor", "aliases", "options"])
 SamplerDataTuple = SamplerData
 
 approximation_indexes = {"Full": 0, "Approx NN": 1, "Approx cheap": 2, "TAESD": 3}

@@ -1,8 +1,8 @@
 """A1111's `modules.ui_extra_networks` for extensions: ExtraNetworksPage and register_page.
 
-Partly supported: pages extensions register are kept on the app (`extra_pages`), and their
-items can be listed through them, but our Extra Networks panel shows the app's own cards
-(Textual Inversion, Hypernetworks, Checkpoints, Lora) and does not render extension pages.
+Pages extensions register are kept on the app (`extra_pages`); the Extra networks panel of
+txt2img and img2img shows each as a tab of cards after the app's own pages
+(modules/ui/extra_networks_pages.py reads `list_items()`: name, prompt, preview, description).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from modules.extension_host.facade import Lazy, current
 
 __all__ = ["ExtraNetworksPage", "extra_pages", "quote_js", "register_page"]
 
-extra_pages = Lazy(lambda: current().__dict__.setdefault("_a1111_extra_pages", []))
+extra_pages = Lazy(lambda: current().extra_pages)
 
 
 def quote_js(s: str) -> str:
@@ -26,7 +26,7 @@ def quote_js(s: str) -> str:
 
 
 def register_page(page: Any) -> None:
-    """Register an extension's page (kept in `extra_pages`; see the module docstring)."""
+    """Register an extension's page: a tab of the Extra networks panel (see the module docstring)."""
     extra_pages.append(page)
 
 

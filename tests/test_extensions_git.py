@@ -313,8 +313,21 @@ def test_installers_at_startup_run_only_when_changed(git_server: GitServer, data
     _host(data_dir)
     assert marker.exists()
     marker.unlink()
-    (data_dir / "extensions" / "toy-installer-2" / "install.py").write_text(
-        (FIXTURES / "toy-installer" / "install.py").read_text() + "\n# changed again\n"
-    )
+    # a new commit pulled by hand, install.py and requirements.txt unchanged: the next start runs it
+    folder = data_dir / "extensions" / "toy-installer-2"
+    git_server.commit("toy-installer-2.git", "notes.txt", "new upstream notes\n")
+    _git(folder, "pull", "-q", "--ff-only")
+    _host(data_dir)
+    assert marker.exists()
+    marker.unlink()
+    _host(data_dir)  # recorded: not again
+    assert not marker.exists()
+    # an update from the Extensions tab runs it at once
+    git_server.commit("toy-installer-2.git", "notes.txt", "newer upstream notes\n")
+    host = _host(data_dir)
+    host.update("toy-installer-2")
+    assert marker.exists()
+    marker.unlink()
+    (folder / "install.py").write_text((FIXTURES / "toy-installer" / "install.py").read_text() + "\n# changed again\n")
     _host(data_dir, "--skip-install")
     assert not marker.exists()

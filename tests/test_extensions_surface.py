@@ -75,9 +75,9 @@ def test_audit_lists_each_missing_name_once(tmp_path: Path) -> None:
         "from modules import devices, shared\n"
         "from modules.devices import not_a_device_name\n"
         "try:\n"
-        "    from modules.sd_samplers_kdiffusion import CFGDenoiser\n"
+        "    from modules.sd_samplers_kdiffusion import NoSuchDenoiser\n"
         "except ImportError:\n"
-        "    CFGDenoiser = None\n"
+        "    NoSuchDenoiser = None\n"
         "x = devices.device, devices.also_missing, devices.also_missing\n"
         "y = shared.cmd_opts.lora_dir, shared.cmd_opts.gappy_dir, shared.cmd_opts.not_a_flag\n"
         "z = shared.opts.some_setting_of_theirs, launch.git_tag, launch.no_such_launch_name\n"
@@ -87,7 +87,7 @@ def test_audit_lists_each_missing_name_once(tmp_path: Path) -> None:
         "modules.no_such_module": False,
         "modules.devices.not_a_device_name": False,
         "modules.devices.also_missing": False,
-        "modules.sd_samplers_kdiffusion.CFGDenoiser": True,  # guarded import: reported as optional
+        "modules.sd_samplers_kdiffusion.NoSuchDenoiser": True,  # guarded import: reported as optional
         "modules.shared.cmd_opts.not_a_flag": False,
         "launch.no_such_launch_name": False,
     }
@@ -115,6 +115,7 @@ def test_facades_give_extensions_the_apps_values(host: ExtensionHost, data_dir: 
     assert values["use_cpu"] == []
     assert values["models_path"] == str(data_dir / "models")
     assert values["outdir_txt2img_samples"] == str(data_dir / "outputs" / "txt2img-images")  # where images go
+    assert values["outdir_from_data"] == values["outdir_txt2img_samples"]  # also through opts.data
     assert values["data_path"] == str(data_dir)
     assert values["extensions_dir"] == str(data_dir / "extensions")
     assert values["active"] == ["toy-surface"]

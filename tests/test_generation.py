@@ -17,6 +17,7 @@ from modules.generation.infotext_fields import infotext_to_request_fields
 from modules.generation.masking import MaskError
 from modules.generation.requests import Img2ImgRequest, Txt2ImgRequest
 from modules.generation.samplers import UnknownSamplerError
+from modules.models.ldm_views import diffusion_model_of
 from tests.gen_env import SD1, SD1_INPAINT, SDXL, SDXL_REFINER, GenEnv, pixels
 
 
@@ -217,7 +218,8 @@ def test_inpaint_only_masked_in_a_corner(env: GenEnv) -> None:
 def test_inpainting_model_gets_nine_channels(env: GenEnv) -> None:
     seen: list[int] = []
     model = env.models.load(SD1_INPAINT, activate=False)
-    handle = model.unet.register_forward_pre_hook(lambda _m, args: seen.append(args[0].shape[1]))
+    # generation calls the UNet through its ldm-shaped view (sd_model.model.diffusion_model)
+    handle = diffusion_model_of(model.unet).register_forward_pre_hook(lambda _m, args: seen.append(args[0].shape[1]))
     try:
         mask = Image.new("L", (64, 64), 0)
         ImageDraw.Draw(mask).rectangle((8, 8, 30, 30), fill=255)
@@ -291,8 +293,8 @@ def test_refiner_takes_over_at_the_switch_point(env: GenEnv) -> None:
     refiner = env.models.load(SDXL_REFINER, activate=False)
     base = env.models.load(SDXL, activate=False)
     hooks = [
-        refiner.unet.register_forward_pre_hook(lambda _m, _a: calls.append("refiner")),
-        base.unet.register_forward_pre_hook(lambda _m, _a: calls.append("base")),
+        diffusion_model_of(refiner.unet).register_forward_pre_hook(lambda _m, _a: calls.append("refiner")),
+        diffusion_model_of(base.unet).register_forward_pre_hook(lambda _m, _a: calls.append("base")),
     ]
     fields = {
         "prompt": "a tree",

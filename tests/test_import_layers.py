@@ -30,7 +30,13 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("models",),  # checkpoints: identify, load, cache
     ("networks", "postprocessing", "merger"),  # LoRA/TI/hypernetworks; upscalers, faces; merging
     ("generation",),  # requests -> Processing -> images
-    ("train", "interrogate", "access"),  # training; interrogators; the access policy (limits, rights)
+    (
+        "train",
+        "interrogate",
+        "access",
+        "scaleout",
+        "controlnet",
+    ),  # training; interrogators; access policy; workers over a broker; ControlNet
     ("workflows",),  # what UI and API both run: submit a generation, switch the checkpoint, settings
     ("services",),  # the Services container type the adapters receive
     ("extension_host",),  # A1111 extensions: discovery, scripts, callbacks, git
@@ -178,3 +184,42 @@ def test_check_sees_lazy_and_type_checking_imports(tmp_path: Path) -> None:
     found = set(imported_modules(source, "modules.core.sample", known))
     assert found == {"modules.api.auth", "modules.ui.common", "modules.core.sibling"}
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def absolute_imports(path: Path) -> Iterable[str]:
+    """The modules a file imports by absolute name (relative imports stay inside its package)."""
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            yield node.module or ""
+
+
+# A1111's third-party module paths offered to extensions as our own thin packages at the top level;
+# they sit above everything, like the facade files: nothing under modules/ imports them.
+A1111_TOP_PACKAGES = ("k_diffusion",)
+
+
+def test_nothing_in_modules_imports_the_a1111_top_level_packages() -> None:
+    found = []
+    for path in MODULES.rglob("*.py"):
+        names = absolute_imports(path)
+        found += [f"{path.relative_to(ROOT)} -> {n}" for n in names if n.split(".")[0] in A1111_TOP_PACKAGES]
+    assert found == []
+    assert all((ROOT / name / "__init__.py").is_file() for name in A1111_TOP_PACKAGES)
+
+
+# ldm/ and sgm/ (A1111's module paths, our ldm-shaped views of the diffusers models) sit below
+# modules/core: generation calls them, they import torch only, never `modules`; sgm builds on ldm.
+BELOW_CORE = {"ldm": ("ldm",), "sgm": ("ldm", "sgm")}
+
+
+def test_ldm_and_sgm_import_only_torch_and_each_other() -> None:
+    wrong = []
+    for package, allowed in BELOW_CORE.items():
+        for path in (ROOT / package).rglob("*.py"):
+            for name in absolute_imports(path):
+                top = name.split(".")[0]
+                if top in ("modules", "ldm", "sgm", "k_diffusion", "webui", "tools") and top not in allowed:
+                    wrong.append(f"{path.relative_to(ROOT)} -> {name}")
+    assert wrong == []

@@ -15,6 +15,7 @@ from modules.generation.speed import SpeedSettings, speed_patches
 from modules.generation.speed.attention import attention_backend, resolve_attention
 from modules.generation.speed.vae import VaeMode, vae_mode
 from modules.models.families import ModelFamily
+from modules.models.ldm_views import diffusion_model_of
 from tests.fixtures_models import TinyModelFiles
 from tests.gen_env import GenEnv, make_env, pixels
 from tools.tiny_models import tiny_parts
@@ -234,7 +235,8 @@ def test_torch_compile_patch_routes_calls_and_restores() -> None:
 def test_batch_cond_uncond_off_splits_the_unet_call_and_keeps_the_image(speed_env: GenEnv) -> None:
     model = speed_env.models.load("tiny-sd1")
     batches: list[int] = []
-    handle = model.unet.register_forward_pre_hook(lambda _m, args: batches.append(int(args[0].shape[0])))
+    unet = diffusion_model_of(model.unet)  # what generation calls
+    handle = unet.register_forward_pre_hook(lambda _m, args: batches.append(int(args[0].shape[0])))
     try:
         on = speed_env.txt2img(prompt="a boat", seed=3, steps=2)
         calls_on = list(batches)

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable
 
 import torch
 
 from modules.access.limits import API_OPTIONS, queue_policy
 from modules.access.policy import AccessPolicy
+from modules.controlnet.service import CONTROLNET_OPTIONS, ControlNetDirs, ControlNetService
 from modules.core.cmd_args import parse_args
 from modules.core.devices import DevicePolicy
 from modules.core.jobs import LocalJobQueue
@@ -41,6 +43,7 @@ from modules.networks.options import NETWORK_OPTIONS
 from modules.postprocessing.face_service import FaceRestorationService
 from modules.postprocessing.tiling import TileSettings
 from modules.postprocessing.upscalers import UpscalerRegistry, upscaler_dirs
+from modules.scaleout.setup import front_end
 from modules.services import Services
 from modules.train.options import TRAIN_OPTIONS
 from modules.train.service import build_training_service
@@ -57,6 +60,7 @@ def build_registry(args: argparse.Namespace | None = None) -> OptionsRegistry:
     registry.extend(NETWORK_OPTIONS)
     registry.extend(speed_options(args if args is not None else parse_args([])))
     registry.extend(TRAIN_OPTIONS)
+    registry.extend(CONTROLNET_OPTIONS)
     return registry
 
 
@@ -128,18 +132,28 @@ def build_services(args: argparse.Namespace, *, policy: DevicePolicy | None = No
         write_params_txt=not args.no_prompt_history,
         filenames_max_length=args.filenames_max_length,
     )
+    remote = front_end(args, generation)  # --queue: jobs sample on workers (modules/scaleout)
+    if remote is not None:
+        return assemble_services(
+            args, options=options, policy=policy, generation=remote.generation, slots=remote.slots()
+        )
     return assemble_services(args, options=options, policy=policy, generation=generation)
 
 
 def assemble_services(
-    args: argparse.Namespace, *, options: Options, policy: DevicePolicy, generation: GenerationService
+    args: argparse.Namespace,
+    *,
+    options: Options,
+    policy: DevicePolicy,
+    generation: GenerationService,
+    slots: Callable[[], int] | None = None,
 ) -> Services:
     """The services around a built generation engine (its models, paths, catalogue, restorers and
     hooks slot are the app's): logins, the job queue, training and the upscalers."""
     paths, models = generation.paths, generation.models
     users = load_user_table(args)
     access = AccessPolicy(options, args, admins=users.admins, logins=users.enabled)
-    jobs = LocalJobQueue(policy=lambda: queue_policy(options.as_dict()), visible=access.may_see_job)
+    jobs = LocalJobQueue(policy=lambda: queue_policy(options.as_dict()), visible=access.may_see_job, slots=slots)
     runner = JobRunner(jobs)
     return Services(
         args=args,
@@ -166,6 +180,7 @@ def assemble_services(
         faces=generation.faces,
         networks=generation.networks.catalogue,
         script_hooks=generation.script_hooks,
+        controlnet=ControlNetService(ControlNetDirs.from_args(args, paths), options, models),
     )
 
 

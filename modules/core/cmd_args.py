@@ -72,6 +72,20 @@ def _add_network(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-gradio-queue", action="store_true")
     g.add_argument("--gradio-allowed-path", action="append", default=[])
     g.add_argument("--autolaunch", action="store_true", help="open the browser on start")
+    _add_scale_out(p)
+
+
+def _add_scale_out(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("scale-out (docs/scale-out.md)")
+    g.add_argument(
+        "--queue",
+        default=None,
+        metavar="redis://[:password@]host:port/db",
+        help="run generation jobs on workers through this Redis broker (rediss:// for TLS); "
+        "the web server becomes their front end",
+    )
+    g.add_argument("--worker", action="store_true", help="with --queue: run jobs from the broker, serve no UI")
+    g.add_argument("--worker-id", default=None, help="this worker's name (default: host name and --device-id)")
 
 
 def _add_security(p: argparse.ArgumentParser) -> None:
@@ -100,6 +114,8 @@ def _add_paths(p: argparse.ArgumentParser) -> None:
     g.add_argument("--embeddings-dir", default=None)
     g.add_argument("--hypernetwork-dir", default=None)
     g.add_argument("--lora-dir", default=None)
+    g.add_argument("--controlnet-dir", default=None, help="ControlNet models (default models/ControlNet)")
+    g.add_argument("--controlnet-annotator-models-path", default=None, help="default models/ControlNet-annotators")
     g.add_argument("--lyco-dir-backcompat", default=None)
     for name in ("esrgan", "realesrgan", "dat", "bsrgan", "swinir", "codeformer", "gfpgan", "clip"):
         g.add_argument(f"--{name}-models-path", default=None)
@@ -206,6 +222,8 @@ def parse_args(
         args.port = 7861
     if args.port is None:
         args.port = 7860
+    if args.worker and not args.queue:
+        parser.error("--worker needs --queue redis://host:port/db (the broker to take jobs from)")
     return args
 
 

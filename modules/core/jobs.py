@@ -241,6 +241,7 @@ class LocalJobQueue:
         visible: Callable[[str | None, str | None], bool] | None = None,
         keep_finished: int = 64,
         keep_results: int = 2,
+        slots: Callable[[], int] | None = None,
     ):
         fixed = policy if isinstance(policy, QueuePolicy) else QueuePolicy()
         self._policy: Callable[[], QueuePolicy] = policy if callable(policy) else (lambda: fixed)
@@ -252,6 +253,10 @@ class LocalJobQueue:
         self._keep_finished = keep_finished
         self._keep_results = keep_results
         self._current: Job | None = None
+        # How many jobs may run at once (a scale-out front end: one per free remote worker); None = one,
+        # run on the queue's own thread. Read at each pick, as workers join and leave.
+        self._slots = slots
+        self._running: list[Job] = []
         self._cond = threading.Condition()
         self._seq = itertools.count()
         self._turn = itertools.count()
@@ -341,9 +346,13 @@ class LocalJobQueue:
         return self._current
 
     def current_for(self, user: str | None) -> Job | None:
-        """The running job if `user` may see it."""
-        job = self._current
-        return job if job is not None and self._may_see(job, user) else None
+        """The running job if `user` may see it (with several running: the user's own first)."""
+        with self._cond:
+            running = list(self._running) or ([self._current] if self._current is not None else [])
+        visible = [job for job in running if self._may_see(job, user)]
+        own = [job for job in visible if user is not None and job.owner == user]
+        chosen = own or visible
+        return chosen[0] if chosen else None
 
     def finished(self, *, user: str | None = None) -> list[Job]:
         """Recently finished jobs the user may see, oldest first."""
@@ -424,6 +433,9 @@ class LocalJobQueue:
         return job
 
     def _run(self) -> None:
+        if self._slots is not None:
+            self._run_parallel(self._slots)
+            return
         while True:
             with self._cond:
                 while not self._queue and not self._stopping:
@@ -434,6 +446,20 @@ class LocalJobQueue:
                 job.status = JobStatus.RUNNING
                 self._current = job
             self._execute(job)
+
+    def _run_parallel(self, slots: Callable[[], int]) -> None:
+        """Start the next job on its own thread whenever fewer than `slots()` jobs run."""
+        while True:
+            with self._cond:
+                while not self._stopping and (not self._queue or len(self._running) >= max(0, slots())):
+                    self._cond.wait(0.2)  # slots change without a notify (a worker joins)
+                if self._stopping:
+                    return
+                job = self._next_job()
+                job.status = JobStatus.RUNNING
+                self._running.append(job)
+                self._current = job
+            threading.Thread(target=self._execute, args=(job,), name=f"job-{job.id}", daemon=True).start()
 
     def _execute(self, job: Job) -> None:
         job.control.started_at = time.monotonic()
@@ -452,7 +478,10 @@ class LocalJobQueue:
             _RUNNING_CONTROL.reset(token)
             del fn
             with self._cond:
-                self._current = None
+                if job in self._running:
+                    self._running.remove(job)
+                    self._cond.notify_all()
+                self._current = self._running[-1] if self._running else None
                 self._remember_finished(job)
             job._finish()
 

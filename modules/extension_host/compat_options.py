@@ -182,13 +182,15 @@ def from_core(info: CoreOptionInfo) -> OptionInfo:
 
 
 class _OptsData(MutableMapping[str, Any]):
-    """opts.data: every current value; writes validate through Options.set."""
+    """opts.data: every current value (output folders as `opts.<key>` reads them: extensions
+    such as infinite-image-browsing read `opts.data` directly); writes validate through Options.set."""
 
-    def __init__(self, options: Options):
+    def __init__(self, options: Options, resolve: Callable[[str, Any], Any]):
         self._options = options
+        self._resolve = resolve
 
     def __getitem__(self, key: str) -> Any:
-        return self._options.as_dict()[key]
+        return self._resolve(key, self._options.as_dict()[key])
 
     def __setitem__(self, key: str, value: Any) -> None:
         self._options.set(key, value)
@@ -272,7 +274,7 @@ class OptsView:
 
     @property
     def data(self) -> _OptsData:
-        return _OptsData(self._options)
+        return _OptsData(self._options, self._outdir)
 
     @property
     def data_labels(self) -> dict[str, OptionInfo]:

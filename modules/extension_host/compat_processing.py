@@ -15,6 +15,8 @@ from typing import Any
 from PIL import Image
 
 from modules.core.options import Options
+from modules.extension_host.compat_conds import get_conds, setup_conds
+from modules.extension_host.compat_sampler import sampler_for_job
 from modules.generation.processing import GenerationResult, Processing
 from modules.generation.requests import Img2ImgRequest, Txt2ImgRequest
 from modules.generation.rng import get_fixed_seed
@@ -171,7 +173,9 @@ def prepare_p(p: Any, *, sd_model: Callable[[], Any], options: Options) -> None:
         "extra_network_data": dict,
         "overlay_images": list,
         "color_corrections": lambda: None,
-        "sampler": lambda: None,
+        "sampler": lambda: sampler_for_job(p),
+        "c": lambda: None,
+        "uc": lambda: None,
         "cached_c": lambda: [None, None],
         "cached_uc": lambda: [None, None],
         "token_merging_ratio": lambda: 0,
@@ -184,6 +188,9 @@ def prepare_p(p: Any, *, sd_model: Callable[[], Any], options: Options) -> None:
             setattr(p, name, make())
     if isinstance(p, Processing) and not hasattr(p, "comment"):
         p.comment = _comment_method(p)  # type: ignore[attr-defined]
+    if isinstance(p, Processing) and not hasattr(p, "setup_conds"):
+        p.setup_conds = lambda: setup_conds(p)  # type: ignore[attr-defined]
+        p.get_conds = lambda: get_conds(p)  # type: ignore[attr-defined]
 
 
 def split_processing_kwargs(kind: str, kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

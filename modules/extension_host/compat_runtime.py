@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from modules.core.cmd_args import is_non_local
 from modules.core.jobs import Job, JobControl
 from modules.extension_host.job_context import CURRENT_CONTROL
+from modules.generation.ldm_model import sd_model_for
 
 _EXTRA_PREFIX = "a1111_"
 
@@ -216,14 +217,57 @@ class CheckpointInfoView:
         return list(self._info.aliases)
 
 
-class SdModelView:
-    """`shared.sd_model` / `p.sd_model`: the loaded model with A1111's attribute names."""
+# A1111 model attributes served by the ldm/sgm model object (generation runs through its
+# model.diffusion_model and first_stage_model, so what extensions patch there takes effect)
+LDM_ATTRIBUTES = frozenset(
+    {
+        "model",
+        "first_stage_model",
+        "cond_stage_model",
+        "conditioner",
+        "get_learned_conditioning",
+        "decode_first_stage",
+        "encode_first_stage",
+        "get_first_stage_encoding",
+        "apply_model",
+        "parameterization",
+        "scale_factor",
+        "num_timesteps",
+        "conditioning_key",
+        "cond_stage_key",
+    }
+)
 
-    def __init__(self, loaded: Any):
+
+class SdModelView:
+    """`shared.sd_model` / `p.sd_model`: the loaded model with A1111's attribute names.
+
+    `settings` gives the current settings (clip skip, emphasis) for get_learned_conditioning."""
+
+    def __init__(self, loaded: Any, settings: Callable[[], Mapping[str, Any]] = dict):
         self._loaded = loaded
+        self._settings = settings
 
     def __getattr__(self, name: str) -> Any:
+        if name in LDM_ATTRIBUTES or name in vars(self.ldm):
+            return getattr(self.ldm, name)
         return getattr(self._loaded, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # `shared.sd_model.apply_model = hijack` (Tiled Diffusion) must outlive this view object:
+        # it lands on the model object generation consults
+        if name.startswith("_"):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self.ldm, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        delattr(self.ldm, name)
+
+    @property
+    def ldm(self) -> Any:
+        """The model as ldm's LatentDiffusion (sgm's DiffusionEngine for SDXL)."""
+        return sd_model_for(self._loaded, self._settings)
 
     @property
     def loaded_model(self) -> Any:

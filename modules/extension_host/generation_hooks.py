@@ -40,7 +40,7 @@ class GenerationCallbacks:
         if event in CALLBACK_EVENTS:
             return self.callbacks is not None and self.callbacks.count(event) > 0
         # RequestScripts: the job's TabScripts (ScriptRunner.tab is a method: no job, no scripts)
-        ordered = getattr(getattr(self, "tab", None), "ordered", None)
+        ordered = getattr(self, "_ordered", None) or getattr(getattr(self, "tab", None), "ordered", None)
         return callable(ordered) and bool(ordered(event))
 
     def _callback(self, category: str, params: Any, p: Any = None) -> None:

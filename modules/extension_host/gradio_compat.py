@@ -7,10 +7,10 @@ A1111 extensions are written for Gradio 3.41: `.click(_js=...)`, `gr.Dropdown.up
   `gradio.components.IOComponent`), added while extensions are loaded and removed by the undo it
   returns (also: no .pyi stubs written next to component subclasses made outside Gradio). They are only added where absent, so code written for Gradio 6 (ours) never sees a
   difference; extension event handlers can call `gr.X.update` at any time.
-- `gradio3_calls()`: while extension UI code runs (script `ui()`, on_ui_tabs, component callbacks),
-  constructors and event listeners accept Gradio 3 keywords: known ones are renamed (`_js` -> `js`,
-  `source` -> `sources`), the rest that Gradio 6 no longer has are dropped with a log line.
-  Outside the block the classes are Gradio's own again.
+- `gradio3_calls()`: while extension UI code runs (script `ui()`, on_ui_tabs, component callbacks)
+  and in the event handlers it registers (request time), constructors and event listeners accept
+  Gradio 3 keywords: known ones are renamed (`_js` -> `js`, `source` -> `sources`), the rest that
+  Gradio 6 no longer has are dropped with a log line. Outside, the classes are Gradio's own.
 """
 
 from __future__ import annotations
@@ -21,11 +21,13 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 _LOCK = threading.RLock()
+_ACTIVE: ContextVar[bool] = ContextVar("gradio3_calls", default=False)
 _state: dict[str, Any] = {"depth": 0, "undo": []}
 _WRAPPED: dict[Callable[..., Any], Callable[..., Any]] = {}  # Gradio's listener -> its wrapper
 
@@ -242,7 +244,13 @@ def _wrap_listener(listener: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(listener)
     def event_trigger(block: Any, *args: Any, **kwargs: Any) -> Any:
+        if not _ACTIVE.get():  # our own code in another thread while extension code runs
+            return listener(block, *args, **kwargs)
         args, kwargs = _event_args(args, kwargs, accepted)
+        if args and callable(args[0]):
+            args = (_handler_in_gradio3_calls(args[0]), *args[1:])
+        elif callable(kwargs.get("fn")):
+            kwargs["fn"] = _handler_in_gradio3_calls(kwargs["fn"])
         dependency = listener(block, *args, **kwargs)
         _wrap_dependency(dependency)
         return dependency
@@ -267,6 +275,8 @@ def _patch_classes(undo: list[Callable[[], None]]) -> None:
         original_call = meta.__dict__.get("__call__")
 
         def call(cls: type, *args: Any, _next: Any = original_call or type.__call__, **kwargs: Any) -> Any:
+            if not _ACTIVE.get():  # our own code in another thread while extension code runs
+                return _next(cls, *args, **kwargs)
             args, kwargs = _constructor_args(cls, args, kwargs)
             block = _next(cls, *args, **kwargs)
             keep_gradio_identity(block)
@@ -292,21 +302,68 @@ def _restore(owner: Any, name: str, original: Any) -> None:
 
 @contextmanager
 def gradio3_calls() -> Iterator[None]:
-    """Run extension UI code with Gradio 3 keywords accepted (reentrant; one patch at a time)."""
+    """Run extension code with Gradio 3 keywords accepted (reentrant, any thread). The classes are
+    patched while any thread is inside; the translation applies only in this context (a
+    ContextVar), so our own code running meanwhile in another thread sees Gradio as it is."""
+    token = _ACTIVE.set(True)
     with _LOCK:
         if _state["depth"] == 0:
             undo: list[Callable[[], None]] = []
             _patch_classes(undo)
             _state["undo"] = undo
         _state["depth"] += 1
-        try:
-            yield
-        finally:
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)
+        with _LOCK:
             _state["depth"] -= 1
             if _state["depth"] == 0:
                 for step in reversed(_state["undo"]):
                     step()
                 _state["undo"] = []
+
+
+def _handler_in_gradio3_calls(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """An extension's event handler run with Gradio 3 keywords accepted at request time (it may
+    answer with `gr.Image(source=..., tool=...)` as an update). Generators step by step (each
+    step may run in another worker thread), coroutines in their task; Gradio reads the kind of
+    function and its signature (gr.Request, SelectData parameters), so both are kept."""
+    if getattr(fn, "__gradio3_handler__", False) or inspect.isasyncgenfunction(fn):
+        return fn
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def run_async(*args: Any, **kwargs: Any) -> Any:
+            with gradio3_calls():
+                return await fn(*args, **kwargs)
+
+        wrapped: Callable[..., Any] = run_async
+    elif inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def run_steps(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            with gradio3_calls():
+                steps = fn(*args, **kwargs)
+            while True:
+                with gradio3_calls():
+                    try:
+                        item = next(steps)
+                    except StopIteration:
+                        return
+                yield item
+
+        wrapped = run_steps
+    else:
+
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with gradio3_calls():
+                return fn(*args, **kwargs)
+
+        wrapped = run
+    wrapped.__gradio3_handler__ = True  # type: ignore[attr-defined]
+    return wrapped
 
 
 def in_gradio3_calls(fn: Callable[..., Any]) -> Callable[..., Any]:

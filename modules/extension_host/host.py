@@ -144,6 +144,7 @@ class ExtensionHost:
         self.settings_components: dict[str, Any] = {}  # the UI fills it (A1111 shared.settings_components)
         self.paste_fields: dict[str, dict[str, Any]] = {}  # infotext_utils.add_paste_fields, for the UI
         self.paste_bindings: list[Any] = []  # infotext_utils.register_paste_params_button, for the UI
+        self.extra_pages: list[Any] = []  # ui_extra_networks.register_page, for the Extra networks panel
         self.runner = ScriptRunner(
             self._tabs([]), prepare_p=self.prepare_p, wrap_processed=wrap_processed, unwrap_processed=unwrap_processed
         )
@@ -394,7 +395,7 @@ class ExtensionHost:
     # --- A1111 processing surface ----------------------------------------------------------------
     def sd_model(self) -> SdModelView | None:
         loaded = self.services.models.active
-        return SdModelView(loaded) if loaded is not None else None
+        return SdModelView(loaded, self.services.options.as_dict) if loaded is not None else None
 
     def prepare_p(self, p: Any) -> None:
         prepare_p(p, sd_model=self.sd_model, options=self.services.options)
@@ -449,6 +450,6 @@ def connect_generation_events(host: ExtensionHost) -> Callable[[], None]:
 
     def model_loaded(model: Any) -> None:
         if callbacks.count("model_loaded"):
-            callbacks.model_loaded(SdModelView(model))
+            callbacks.model_loaded(SdModelView(model, host.services.options.as_dict))
 
     return host.services.models.add_loaded_listener(model_loaded)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modules.core.jobs import JobControl
+from modules.extension_host.compat_sampler import cfg_wrap_for
 from modules.extension_host.generation_hooks import GenerationCallbacks  # script_callbacks of a job
 from modules.extension_host.gradio_compat import gradio3_calls
 from modules.extension_host.job_context import job_context
@@ -24,7 +25,7 @@ from modules.extension_host.loader import ScriptClass
 from modules.extension_host.metadata import CallbackOrder, order_by_instructions
 from modules.extension_host.problems import ProblemLog
 from modules.extension_host.script_base import AlwaysVisible, OnComponent, Script
-from modules.generation.hooks import ScriptHooks
+from modules.generation.hooks import CFGWrap, ScriptHooks
 
 TABS = ("txt2img", "img2img")
 
@@ -320,6 +321,7 @@ class RequestScripts(GenerationCallbacks, ScriptHooks):
         self._prepare_p = prepare_p
         self._wrap = wrap_processed
         self._unwrap = unwrap_processed
+        self._alwayson: list[Script] | None = None  # set by an extension on a copy (adetailer)
 
     # A1111 ScriptRunner attributes some extensions read through p.scripts
     @property
@@ -328,7 +330,20 @@ class RequestScripts(GenerationCallbacks, ScriptHooks):
 
     @property
     def alwayson_scripts(self) -> list[Script]:
-        return self.tab.alwayson_scripts
+        return list(self._alwayson) if self._alwayson is not None else self.tab.alwayson_scripts
+
+    @alwayson_scripts.setter
+    def alwayson_scripts(self, scripts: list[Script]) -> None:
+        """adetailer's pattern: `runner = copy(p.scripts); runner.alwayson_scripts = [...]` for a
+        nested job: only those always-on scripts run their hooks there."""
+        self._alwayson = list(scripts)
+
+    def _ordered(self, method: str) -> list[Script]:
+        scripts = self.tab.ordered(method)
+        if self._alwayson is None:
+            return scripts
+        kept = {id(s) for s in self._alwayson}
+        return [s for s in scripts if id(s) in kept]
 
     @property
     def selectable_scripts(self) -> list[Script]:
@@ -351,7 +366,7 @@ class RequestScripts(GenerationCallbacks, ScriptHooks):
 
     def _each(self, method: str, p: Any, *leading: Any, **kwargs: Any) -> None:
         with job_context(p, self.control):
-            for script in self.tab.ordered(method):
+            for script in self._ordered(method):
                 if method == "setup" and self.is_api and script.setup_for_ui_only:
                     continue
                 fn = getattr(script, method)
@@ -363,6 +378,9 @@ class RequestScripts(GenerationCallbacks, ScriptHooks):
         p.is_api = self.is_api
         self._prepare_p(p)
         self._each("setup", p)
+
+    def cfg_wrap(self, p: Any, sampler_name: str) -> CFGWrap | None:
+        return cfg_wrap_for(p, sampler_name)
 
     def run(self, p: Any, control: JobControl) -> Any:
         """The dropdown script's run(p, *args); None when no script is chosen or it returned None."""

@@ -153,6 +153,17 @@ class TextConditioner:
             result = Conditioning(torch.zeros_like(result.context), pooled)
         return result
 
+    def encode_ids(self, tokens: torch.Tensor, slot: int = 0) -> torch.Tensor:
+        """Hidden states of raw token ids [B, 77] from one text encoder at the layer prompts use
+        (clip skip): A1111's encode_with_transformers, for extensions."""
+        chosen = self.slots[slot]
+        device = _module_device(chosen.encoder)
+        with torch.no_grad():
+            output = chosen.encoder(
+                input_ids=tokens.to(device), output_hidden_states=not chosen.layer.is_last_hidden_state
+            )
+        return _select_hidden(chosen.encoder, output, chosen.layer).float()
+
     def embeddings_used(self, prompts: Sequence[str]) -> dict[str, EmbeddingMatch]:
         """Textual-inversion embeddings these prompts use, by name (for the infotext's "TI hashes")."""
         used: dict[str, EmbeddingMatch] = {}

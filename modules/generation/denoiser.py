@@ -9,7 +9,9 @@ A1111 semantics (k-diffusion CompVis wrappers + CFGDenoiser):
 - inpainting UNets get [mask, masked-image latent] appended to the (scaled) input channels;
 - extension callbacks as in A1111: on_cfg_denoiser before the model calls (may change the
   inputs and conds), on_cfg_denoised on the model outputs, Script.on_mask_blend on the blend,
-  on_cfg_after_cfg on the result.
+  on_cfg_after_cfg on the result;
+- with extensions, the model calls and the CFG combine go through the job's A1111 objects
+  (`wrap`: p.sampler.model_wrap_cfg's inner_model and combine_denoised), which they may replace.
 """
 
 from __future__ import annotations
@@ -27,10 +29,14 @@ from modules.generation.hooks import (
     AfterCFGCallbackParams,
     CFGDenoisedParams,
     CFGDenoiserParams,
+    CFGWrap,
+    CondsList,
     MaskBlendArgs,
     ScriptHooks,
 )
+from modules.generation.unet_residuals import ResidualCall, UNetResiduals, pass_progress
 from modules.models.fp8 import compute_dtype
+from modules.models.ldm_views import call_unet
 
 
 @dataclass
@@ -79,10 +85,16 @@ class CFGDenoiser:
     nan_check: NanCheck | None = None  # A1111's per-step NaN test of the UNet output (None: off)
     events: DenoiserEvents | None = None  # extension callbacks; None when nobody listens
     p: Any = None  # the job (A1111 CFGDenoiser.p, read by callbacks through params.denoiser)
+    wrap: CFGWrap | None = None  # the job's A1111 sampler objects (extensions); None: direct calls
+    conditioning: Any = None  # the pass's PromptConditioning (A1111's p.c / p.uc are views of it)
+    residuals: UNetResiduals | None = None  # ControlNet: extra UNet skip residuals per call
+    pass_sigmas: torch.Tensor | None = None  # the pass's schedule, for the residuals' progress
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         if self.control is not None:
             self.control.check()
+        if self.wrap is not None:
+            self.wrap.bind(self)
         conds = self.conds_at(self.step)
         batch = x.shape[0]
         images = list(range(batch))
@@ -105,26 +117,33 @@ class CFGDenoiser:
         cond_ids = _rows(self.extra.time_ids_cond, owners)
         uncond_ids = _rows(self.extra.time_ids_uncond, images)
         if skip_uncond:
-            cond_out = self._run(step.part(0, n), step.cond, step.cond_pooled, cond_ids)
+            cond_out = self._model(step.part(0, n), step.cond, step.cond_pooled, cond_ids)
             uncond_out = self._first_cond_per_image(cond_out, owners, batch)
         elif self.batch_cond_uncond and step.cond.shape[1] == step.uncond.shape[1]:
             # one batched UNet pass for cond and uncond rows, as diffusers does
-            both = self._run(
+            both = self._model(
                 step.part(0, None),
                 torch.cat([step.cond, step.uncond]),
                 _cat_optional(step.cond_pooled, step.uncond_pooled),
                 _cat_optional(cond_ids, uncond_ids),
+                uncond_rows=batch,
             )
             cond_out, uncond_out = both[:n], both[n:]
         else:
-            cond_out = self._run(step.part(0, n), step.cond, step.cond_pooled, cond_ids)
-            uncond_out = self._run(step.part(n, None), step.uncond, step.uncond_pooled, uncond_ids)
+            cond_out = self._model(step.part(0, n), step.cond, step.cond_pooled, cond_ids)
+            uncond_out = self._model(step.part(n, None), step.uncond, step.uncond_pooled, uncond_ids, uncond_rows=batch)
         if events is not None and events.denoised:
             cond_out, uncond_out = events.after_model(self, cond_out, uncond_out)
         self.last_uncond_denoised = uncond_out  # read by DDIM CFG++
-        denoised = uncond_out.clone()
+        conds_list: CondsList = [[] for _ in images]
         for i, owner in enumerate(owners):
-            denoised[owner] += (cond_out[i] - uncond_out[owner]) * (conds.cond_weight[i] * self.cfg_scale)
+            conds_list[owner].append((i, conds.cond_weight[i]))
+        x_out = torch.cat([cond_out, uncond_out])
+        if self.wrap is None:
+            denoised = combine_conds(x_out, conds_list, batch, self.cfg_scale)
+        else:
+            uncond_arg = _text_arg(step.uncond, step.uncond_pooled)
+            denoised = self.wrap.combine(x_out, conds_list, uncond_arg, self.cfg_scale)
         if self.nan_check is not None:
             self.nan_check.unet(denoised)  # one reduction per step: cond and uncond both flow into it
         if self.mask is not None and self.init_latent is not None and self.nmask is not None:
@@ -142,12 +161,45 @@ class CFGDenoiser:
         picked = [owners.index(b) for b in range(batch)]
         return cond_out[picked]
 
+    def _model(
+        self,
+        rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None],
+        context: torch.Tensor,
+        pooled: torch.Tensor | None,
+        time_ids: torch.Tensor | None,
+        *,
+        uncond_rows: int = 0,
+    ) -> torch.Tensor:
+        """x0 of model-input rows: directly, or through the job's (maybe wrapped) inner model;
+        the last `uncond_rows` rows are unconditional ones (ControlNet's modes tell them apart)."""
+        if self.wrap is None:
+            return self._run(rows, context, pooled, time_ids, uncond_rows=uncond_rows)
+        x_rows, sigma_rows, image_cond = rows
+        cond: dict[str, Any] = {"c_crossattn": [context]}
+        if pooled is not None:  # SDXL: A1111's sgm dict (our "vector" is the pooled text embedding)
+            cond = {"crossattn": context, "vector": pooled, "time_ids": time_ids}
+        if image_cond is not None:
+            cond["c_concat"] = [image_cond]
+        return self.wrap.inner(x_rows, sigma_rows, cond)
+
+    def predict_x0(self, x: torch.Tensor, sigma: torch.Tensor, cond: dict[str, Any]) -> torch.Tensor:
+        """The model's x0 for rows x at sigma with an A1111 cond dict (the default inner model)."""
+        if "crossattn" in cond:
+            context, pooled, time_ids = cond["crossattn"], cond.get("vector"), cond.get("time_ids")
+        else:
+            context, pooled, time_ids = torch.cat(cond["c_crossattn"]), None, None
+        concat = cond.get("c_concat")
+        image_cond = torch.cat(concat) if concat else None
+        return self._run((x, sigma, image_cond), context, pooled, time_ids)
+
     def _run(
         self,
         rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None],
         context: torch.Tensor,
         pooled: torch.Tensor | None,
         time_ids: torch.Tensor | None,
+        *,
+        uncond_rows: int = 0,
     ) -> torch.Tensor:
         """One UNet pass over model-input rows (x, sigma, image_cond per row) -> x0 per row."""
         x_rows, sigma_rows, image_cond = rows
@@ -156,30 +208,60 @@ class CFGDenoiser:
         s = sigma_rows.reshape(-1, 1, 1, 1).to(x_rows.dtype)
         c_in = 1.0 / torch.sqrt(s**2 + 1.0)
         model_in = x_rows * c_in
-        if image_cond is not None:
-            model_in = torch.cat([model_in, image_cond.to(model_in)], dim=1)
         t = self.sigma_to_t(sigma_rows)
-        kwargs: dict[str, object] = {}
-        if pooled is not None and time_ids is not None:
-            kwargs["added_cond_kwargs"] = {
-                "text_embeds": pooled.to(param.device, dtype),
-                "time_ids": time_ids.to(param.device, dtype),
-            }
-        out = (
-            self.unet(
-                model_in.to(param.device, dtype),
-                t.to(param.device),
-                encoder_hidden_states=context.to(param.device, dtype),
-                **kwargs,
-            )
-            .sample.to(x_rows.dtype)
-            .to(x_rows.device)
+        device = param.device
+        control = None
+        if self.residuals is not None:
+            control = self._residuals(model_in, t, context, pooled, time_ids, uncond_rows, float(sigma_rows[0]))
+        # through A1111's model objects (sd_model.apply_model / model.diffusion_model, ldm-shaped):
+        # what extensions replace or patch there takes effect
+        out = call_unet(
+            self.unet,
+            model_in.to(device, dtype),
+            t.to(device),
+            context.to(device, dtype),
+            pooled=None if pooled is None else pooled.to(device, dtype),
+            time_ids=None if time_ids is None else time_ids.to(device, dtype),
+            image_cond=None if image_cond is None else image_cond.to(device, dtype),
+            control=control,
         )
+        out = out.to(x_rows.dtype).to(x_rows.device)
         if self.prediction_type == "v_prediction":
             denoised = x_rows / (s**2 + 1.0) - out * s / torch.sqrt(s**2 + 1.0)
         else:
             denoised = x_rows - out * s
         return denoised if self.finish is None else self.finish(x_rows, denoised, sigma_rows)
+
+    def _residuals(
+        self,
+        model_in: torch.Tensor,
+        t: torch.Tensor,
+        context: torch.Tensor,
+        pooled: torch.Tensor | None,
+        time_ids: torch.Tensor | None,
+        uncond_rows: int,
+        sigma: float,
+    ) -> list[torch.Tensor] | None:
+        """The residual provider's control for this call (ldm's list: input-block residuals, then mid)."""
+        assert self.residuals is not None
+        param = next(self.unet.parameters())
+        dtype = compute_dtype(self.unet)
+        rows = model_in.shape[0]
+        added = None
+        if pooled is not None and time_ids is not None:
+            added = {"text_embeds": pooled.to(param.device, dtype), "time_ids": time_ids.to(param.device, dtype)}
+        call = ResidualCall(
+            x=model_in.to(param.device, dtype),
+            t=t.to(param.device),
+            context=context.to(param.device, dtype),
+            added_cond=added,
+            uncond=torch.arange(rows) >= rows - uncond_rows,
+            progress=pass_progress(self.pass_sigmas, sigma),
+            dtype=dtype,
+            device=param.device,
+            unet_config=getattr(self.unet, "config", None),
+        )
+        return self.residuals(call)
 
 
 @dataclass
@@ -224,16 +306,15 @@ class DenoiserEvents:
         return cls(hooks, p, *flags) if any(flags) else None
 
     def before_step(self, denoiser: CFGDenoiser, step: _StepInputs) -> _StepInputs:
-        sdxl = step.cond_pooled is not None
         params = CFGDenoiserParams(
             step.x,
             step.image_cond,
             step.sigma,
             self.sampling_step,
             self.total_steps,
-            {"crossattn": step.cond, "vector": step.cond_pooled} if sdxl else step.cond,
-            {"crossattn": step.uncond, "vector": step.uncond_pooled} if sdxl else step.uncond,
-            denoiser,
+            _text_arg(step.cond, step.cond_pooled),
+            _text_arg(step.uncond, step.uncond_pooled),
+            denoiser if denoiser.wrap is None else denoiser.wrap.public,
         )
         self.hooks.cfg_denoiser(params)
         cond, cond_pooled = _text(params.text_cond, step.cond_pooled)
@@ -263,6 +344,22 @@ class DenoiserEvents:
         params = AfterCFGCallbackParams(denoised, self.sampling_step, self.total_steps)
         self.hooks.cfg_after_cfg(params, self.p)
         return params.x
+
+
+def combine_conds(x_out: torch.Tensor, conds_list: CondsList, n_uncond: int, cond_scale: float) -> torch.Tensor:
+    """CFG with AND-composition (A1111 combine_denoised): x_out holds the cond rows, then one uncond
+    row per image; each image's x0 = uncond + sum_k w_k * scale * (cond_k - uncond)."""
+    uncond = x_out[-n_uncond:]
+    denoised = uncond.clone()
+    for image, conds in enumerate(conds_list):
+        for row, weight in conds:
+            denoised[image] += (x_out[row] - uncond[image]) * (weight * cond_scale)
+    return denoised
+
+
+def _text_arg(context: torch.Tensor, pooled: torch.Tensor | None) -> Any:
+    """A text cond as A1111 passes it to extensions: a tensor, or SDXL's dict."""
+    return context if pooled is None else {"crossattn": context, "vector": pooled}
 
 
 def _text(value: Any, pooled: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:

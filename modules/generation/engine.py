@@ -38,6 +38,7 @@ from modules.generation.hooks import (
 from modules.generation.img2img import Img2ImgPlan, img2img_batch, prepare_img2img
 from modules.generation.infotext import GenerationFacts, InfotextFlags, create_infotext
 from modules.generation.latents import tensor_to_pil
+from modules.generation.passes import batch_rng
 from modules.generation.preview import preview_decoder
 from modules.generation.processing import VERSION, GenerationResult, Processing
 from modules.generation.prompt_parser import parse_extra_network_prompts, strip_comments
@@ -347,6 +348,7 @@ class GenerationService:
         p.prompts, p.negative_prompts = p.all_prompts[start:end], p.all_negative_prompts[start:end]
         p.seeds, p.subseeds = p.all_seeds[start:end], p.all_subseeds[start:end]
         hooks = self._hooks(p)
+        p.rng = batch_rng(p, p.width, p.height)  # A1111 makes it here, before the batch's hooks
         hooks.before_process_batch(p, batch_number=n, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds)
         networks: dict[str, Any] = {}
         if not p.disable_extra_networks:

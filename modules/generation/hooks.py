@@ -14,10 +14,42 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
+
+import torch
 
 # Events `wants()` is asked about before building per-step or per-image parameter objects.
 PER_STEP_EVENTS = ("cfg_denoiser", "cfg_denoised", "cfg_after_cfg", "on_mask_blend")
+
+
+# A1111's conds_list: per image, the (row of x_out, AND weight) of each of its positive prompts.
+CondsList = list[list[tuple[int, float]]]
+
+
+class CFGWrap(Protocol):
+    """The job's A1111 sampler objects around the CFG denoiser (`p.sampler.model_wrap_cfg`).
+
+    Extensions replace its inner model or its combine step; the denoiser calls through it. Made by
+    the extension host (`ScriptHooks.cfg_wrap`); without extensions there is none."""
+
+    sampler_name: str  # the sampler of our registry that runs (extensions may add names)
+    total_steps: int  # model calls of the pass (A1111 CFGDenoiser.total_steps)
+
+    @property
+    def public(self) -> Any:
+        """What callbacks see as the denoiser (A1111 CFGDenoiserParams.denoiser)."""
+        ...
+
+    def bind(self, denoiser: Any) -> None:
+        """The denoiser now calling (base or refiner), for the default inner model and `step`."""
+
+    def inner(self, x: torch.Tensor, sigma: torch.Tensor, cond: dict[str, Any]) -> torch.Tensor:
+        """x0 of the model rows (A1111 `CFGDenoiser.inner_model(x_in, sigma_in, cond=...)`)."""
+        ...
+
+    def combine(self, x_out: torch.Tensor, conds_list: CondsList, uncond: Any, cond_scale: float) -> torch.Tensor:
+        """A1111 `CFGDenoiser.combine_denoised`."""
+        ...
 
 
 class ScriptHooks:
@@ -39,6 +71,10 @@ class ScriptHooks:
 
     def setup(self, p: Any) -> None:
         """When `p` gets its scripts and args, before anything else."""
+
+    def cfg_wrap(self, p: Any, sampler_name: str) -> CFGWrap | None:
+        """The A1111 sampler objects of a sampling pass (`p.sampler`), None when there are none."""
+        return None
 
     def run(self, p: Any, control: Any) -> Any:
         """A chosen dropdown script's run(); its result replaces process(), None means "not handled"."""

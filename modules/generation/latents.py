@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from modules.models.ldm_views import first_stage_of
+
 # Linear latent -> RGB factors ("Approx cheap" preview); needs no weights.
 _CHEAP_SD = torch.tensor(
     [[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]]
@@ -49,9 +51,11 @@ def _vae_scale_shift(vae: Any) -> tuple[float, float]:
 def encode(vae: Any, images: torch.Tensor) -> torch.Tensor:
     """Pixels [-1,1] -> scaled latents. Uses the distribution's mean: deterministic (see docs)."""
     param = next(vae.parameters())
-    dist = vae.encode(images.to(param.device, param.dtype)).latent_dist
+    x = images.to(param.device, param.dtype)
+    view = _first_stage(vae)  # the ldm-shaped view extensions wrap (first_stage_model.encoder)
+    mean = view.encode(x).mean if view is not None else vae.encode(x).latent_dist.mean
     scale, shift = _vae_scale_shift(vae)
-    return ((dist.mean - shift) * scale).float()
+    return ((mean - shift) * scale).float()
 
 
 @torch.inference_mode()
@@ -59,17 +63,29 @@ def decode(vae: Any, latents: torch.Tensor) -> torch.Tensor:
     """Scaled latents -> pixels [-1, 1], one image at a time to bound memory."""
     param = next(vae.parameters())
     scale, shift = _vae_scale_shift(vae)
+    view = _first_stage(vae)  # the ldm-shaped view extensions wrap (first_stage_model.decoder, Tiled VAE)
     outs = []
     for latent in latents:
         z = latent.unsqueeze(0).to(param.device, param.dtype) / scale + shift
-        outs.append(vae.decode(z).sample.float().cpu())
+        pixels = view.decode(z) if view is not None else vae.decode(z).sample
+        outs.append(pixels.float().cpu())
     return torch.cat(outs)
+
+
+def _first_stage(vae: Any) -> Any:
+    """ldm's AutoencoderKL view of a diffusers AutoencoderKL; None for other decoders."""
+    return first_stage_of(vae) if type(vae).__name__ == "AutoencoderKL" else None
+
+
+def cheap_rgb(latent: torch.Tensor, is_sdxl: bool) -> torch.Tensor:
+    """Latent [4, h, w] -> approximate RGB [3, h, w] in about [-1, 1] (A1111's cheap_approximation)."""
+    coefs = (_CHEAP_SDXL if is_sdxl else _CHEAP_SD).to(latent.device, latent.dtype)
+    return torch.einsum("lxy,lr->rxy", latent, coefs)
 
 
 def cheap_preview(latent: torch.Tensor, is_sdxl: bool) -> Image.Image:
     """'Approx cheap' live preview of one latent [4, h, w]."""
-    coefs = (_CHEAP_SDXL if is_sdxl else _CHEAP_SD).to(latent.device, latent.dtype)
-    rgb = torch.einsum("lxy,lr->rxy", latent, coefs)
+    rgb = cheap_rgb(latent, is_sdxl)
     arr = (torch.clamp((rgb + 1.0) / 2.0, 0.0, 1.0) * 255).byte().permute(1, 2, 0).cpu().numpy()
     return Image.fromarray(arr, "RGB")
 

@@ -22,7 +22,7 @@ from modules.core.jobs import JobControl, JobInterrupted, JobSkipped
 from modules.generation import samplers
 from modules.generation.conditioning import PromptConditioning, TextConditioner, build_prompt_conditioning
 from modules.generation.denoiser import CFGDenoiser, DenoiserEvents, StepConds, UNetInputs
-from modules.generation.hooks import ExtraNoiseParams, ScriptHooks
+from modules.generation.hooks import CFGWrap, ExtraNoiseParams, ScriptHooks
 from modules.generation.latents import cheap_preview
 from modules.generation.processing import Processing
 from modules.generation.refiner import RefinerSwitch
@@ -103,18 +103,10 @@ def run_pass(
     models: ModelManager | None = None,
 ) -> torch.Tensor:
     """Sample one batch; returns the final latent [B, 4, h, w]."""
-    sampler, schedule = samplers.resolve_sampler(spec.sampler_name, spec.scheduler)
-    rng = ImageRNG(
-        (4, spec.height // 8, spec.width // 8),
-        p.seeds,
-        subseeds=p.subseeds,
-        subseed_strength=p.subseed_strength,
-        seed_resize_from_h=p.seed_resize_from_h,
-        seed_resize_from_w=p.seed_resize_from_w,
-        source=str(p.opts["randn_source"]),
-        device="cpu",
-        eta_noise_seed_delta=int(p.opts["eta_noise_seed_delta"]),
-    )
+    wrap = p.scripts.cfg_wrap(p, spec.sampler_name) if p.scripts is not None else None
+    sampler, schedule = samplers.resolve_sampler(wrap.sampler_name if wrap else spec.sampler_name, spec.scheduler)
+    rng = p.rng if _unused(p.rng, p, spec) else batch_rng(p, spec.width, spec.height)
+    p.rng = rng  # A1111's p.rng: the sampler draws from it (extensions may read or replace draws)
     model_sigmas = samplers.model_sigmas_for(model.alphas_cumprod, sampler)
     params = samplers.sampler_params_from_settings(
         sampler, p.opts, eta=p.eta, s_churn=p.s_churn, s_tmin=p.s_tmin, s_tmax=p.s_tmax, s_noise=p.s_noise
@@ -156,10 +148,13 @@ def run_pass(
     events = DenoiserEvents.for_job(p.scripts, p)
     if events is not None:
         events.total_steps = total
-    denoiser = denoiser_for(model, p, spec, sampler, control, events)
+    if wrap is not None:
+        wrap.total_steps = total
+    denoiser = denoiser_for(model, p, spec, sampler, control, events, wrap)
+    denoiser.pass_sigmas = sigmas  # ControlNet guidance start/end are fractions of this pass
     refiner_switch: RefinerSwitch | None = None
     if spec.refiner is not None and models is not None:
-        refiner_switch = _refiner_switch(models, spec, p, sampler, control, denoiser, model_sigmas, events)
+        refiner_switch = _refiner_switch(models, spec, p, sampler, control, denoiser, model_sigmas, events, wrap)
 
     last: list[torch.Tensor | None] = [None]  # what an interrupt keeps: the latest denoised prediction
 
@@ -184,7 +179,7 @@ def run_pass(
             refiner_switch or denoiser,
             x,
             sigmas,
-            noise=rng.next,
+            noise=lambda: p.rng.next(),
             seeds=p.seeds,
             callback=on_step,
             params=params,
@@ -203,6 +198,29 @@ def run_pass(
             refiner_switch.close()
 
 
+def batch_rng(p: Processing, width: int, height: int) -> ImageRNG:
+    """The per-image noise of this batch's images at a size (A1111's p.rng)."""
+    return ImageRNG(
+        (4, height // 8, width // 8),
+        p.seeds,
+        subseeds=p.subseeds,
+        subseed_strength=p.subseed_strength,
+        seed_resize_from_h=p.seed_resize_from_h,
+        seed_resize_from_w=p.seed_resize_from_w,
+        source=str(p.opts["randn_source"]),
+        device="cpu",
+        eta_noise_seed_delta=int(p.opts["eta_noise_seed_delta"]),
+    )
+
+
+def _unused(rng: object, p: Processing, spec: PassSpec) -> bool:
+    """The batch's p.rng (made before before_process_batch, as A1111) is this pass's when it fits
+    and nothing drew from it yet; hires and later passes make their own."""
+    if not isinstance(rng, ImageRNG) or not rng.is_first or rng.seeds != [int(s) for s in p.seeds]:
+        return False
+    return rng.shape == (4, spec.height // 8, spec.width // 8)
+
+
 def denoiser_for(
     model: LoadedModel,
     p: Processing,
@@ -210,6 +228,7 @@ def denoiser_for(
     sampler: samplers.SamplerSpec,
     control: JobControl,
     events: DenoiserEvents | None = None,
+    wrap: CFGWrap | None = None,
 ) -> CFGDenoiser:
     """Text conditioning + CFG denoiser of one model for this pass."""
     conditioner = conditioner_for(model, p, embeddings=not model.is_refiner)
@@ -245,6 +264,9 @@ def denoiser_for(
         events=events,
         p=p,
         nan_check=p.nan_check,
+        wrap=wrap,
+        conditioning=conditioning,
+        residuals=p.unet_residuals,
     )
 
 
@@ -257,6 +279,7 @@ def _refiner_switch(
     base: CFGDenoiser,
     model_sigmas: samplers.ModelSigmas,
     events: DenoiserEvents | None = None,
+    wrap: CFGWrap | None = None,
 ) -> RefinerSwitch | None:
     assert spec.refiner is not None
     name, switch_at = spec.refiner
@@ -266,7 +289,7 @@ def _refiner_switch(
 
     def make(stack: ExitStack) -> CFGDenoiser:
         refiner_model = stack.enter_context(models.use(info))
-        return denoiser_for(refiner_model, p, spec, sampler, control, events)
+        return denoiser_for(refiner_model, p, spec, sampler, control, events, wrap)
 
     return RefinerSwitch(base, switch_at, model_sigmas.sigmas, make)
 

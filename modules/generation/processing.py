@@ -115,6 +115,8 @@ class Processing:
     embedding_lookup: Any = None  # textual-inversion lookup for the job's model (networks)
     embeddings_used: set[str] = field(default_factory=set)  # names, for "TI hashes"
     nan_check: NanCheck = field(default_factory=NanCheck)  # the device policy's, set by the engine per job
+    unet_residuals: Any = None  # a generation.unet_residuals.UNetResiduals (ControlNet), set by its script
+    rng: Any = None  # A1111's p.rng: the ImageRNG of the sampling pass (set by passes.run_pass)
 
     @property
     def clip_skip(self) -> int:
@@ -128,6 +130,10 @@ class Processing:
     @mask_blur.setter
     def mask_blur(self, value: int) -> None:
         self.mask_blur_x = self.mask_blur_y = int(value)
+
+    def close(self) -> None:
+        """A1111's p.close() (scripts call it after a nested job, e.g. adetailer): A1111 frees its
+        cached conditionings and sampler there; the pipeline keeps none on `p`, so nothing to free."""
 
 
 @dataclass

@@ -27,6 +27,7 @@ from modules.models.errors import InvalidModelFile, ModelNotFound
 from modules.models.families import ModelFamily, is_refiner, is_sdxl, native_size
 from modules.models.fp8 import fp8_wanted, store_fp8
 from modules.models.hashes import HashCache
+from modules.models.ldm_views import diffusion_model_of, first_stage_of
 from modules.models.loader import Dtypes, load_diffusers_folder, load_single_file, text_encoders_of, tokenizers_of
 from modules.models.offload import BlockOffload, enable_block_offload
 from modules.models.safetensors_header import read_safetensors_header
@@ -428,7 +429,9 @@ class ModelManager:
         if mode == VramMode.MEDVRAM:
             model.pipe.enable_model_cpu_offload(device=self.policy.device)
         elif mode == VramMode.LOWVRAM:
-            components = [model.unet, model.vae, *model.text_encoders]
+            # the ldm-shaped views are what generation calls (their blocks share the weights)
+            views = [diffusion_model_of(model.unet), first_stage_of(model.vae)]
+            components = [model.unet, model.vae, *views, *model.text_encoders]
             model._offload = enable_block_offload(components, self.policy.device, self.policy.offload_device)
         else:
             model.pipe.to(self.policy.device)

@@ -31,6 +31,7 @@ from modules.ui.extra_networks_edit import wire_card_actions
 from modules.ui.extras import build_extras
 from modules.ui.img2img import build_img2img
 from modules.ui.merger import build_merger
+from modules.ui.param_bindings import wire_param_bindings
 from modules.ui.pnginfo import build_pnginfo, wire_pnginfo_send
 from modules.ui.quicksettings import build_quicksettings
 from modules.ui.settings import build_settings, settings_json
@@ -122,6 +123,7 @@ def create_ui(
                         with _building_tab(extension_host, tab_id):  # component callbacks, A1111 elem_ids
                             builders[label][1]()
         wire_send_to(ctx)
+        wire_param_bindings(ctx, demo, {"settings", *(b[0] for b in builders.values())})
         wire_card_actions(ctx, quick)
         if pnginfo_parts:
             wire_pnginfo_send(ctx, pnginfo_parts)

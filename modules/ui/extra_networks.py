@@ -12,8 +12,8 @@ import html
 import io
 import json
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -153,14 +153,21 @@ class ExtraNetworksPanel:
     action: gr.Textbox  # hidden: the card action the page's JavaScript asks for (JSON)
     trigger: gr.Button  # hidden: clicked by that JavaScript
     editor: Any = None  # extra_networks_edit.MetadataEditor, set when it is built
+    # pages extensions registered (modules.ui.extra_networks_pages): page id -> its cards
+    extension_cards: dict[str, Callable[[], list[CardData]]] = field(default_factory=dict)
+    extension_refresh: Callable[[], None] | None = None
 
     def cards(self, ctx: UiContext, page: str) -> list[CardData]:
+        if page in self.extension_cards:
+            return self.extension_cards[page]()
         return page_cards(self.catalogue, page, self.multiplier, ctx.services.models.list_checkpoints())
 
     def render(self, ctx: UiContext, query: str = "", order: str = "Name", rescan: bool = False) -> list[str]:
         if rescan:
             self.catalogue.refresh()
             ctx.services.models.refresh()
+            if self.extension_refresh is not None:
+                self.extension_refresh()
         return [
             cards_html(self.tab, page, self.cards(ctx, page), query or "", order or "Name") for page, _ in self.pages
         ]

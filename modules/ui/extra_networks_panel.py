@@ -3,12 +3,16 @@ refresh and the metadata editor of the card actions (modules.ui.extra_networks_e
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import gradio as gr
 
 from modules.networks.catalogue import NetworkCatalogue
 from modules.ui.common import UiContext, tool_button
-from modules.ui.extra_networks import PAGES, SORTS, ExtraNetworksPanel, cards_html, page_cards
+from modules.ui.extra_networks import PAGES, SORTS, CardData, ExtraNetworksPanel, cards_html, page_cards
 from modules.ui.extra_networks_edit import build_metadata_editor
+from modules.ui.extra_networks_pages import extension_cards, extension_pages, refresh_pages
 
 
 def build_extra_networks(ctx: UiContext, tab: str, catalogue: NetworkCatalogue) -> ExtraNetworksPanel:
@@ -22,14 +26,24 @@ def build_extra_networks(ctx: UiContext, tab: str, catalogue: NetworkCatalogue) 
             refresh = tool_button("🔄", f"{tab}_extra_refresh")
         checkpoints = ctx.services.models.list_checkpoints()
         pages = []
+        host = ctx.extension_host
+        problems = host.problems if host is not None else None
+        ext_pages = extension_pages(host)
+        ext_cards: dict[str, Callable[[], list[CardData]]] = {
+            p.page_id: partial(extension_cards, p, ctx.services.options, problems) for p in ext_pages
+        }
         with gr.Tabs(elem_id=f"{tab}_extra_tabs"):
-            for label, page in PAGES:
+            for label, page in [*PAGES, *((p.label, p.page_id) for p in ext_pages)]:
                 with gr.Tab(label, id=f"{tab}_{page}", elem_id=f"{tab}_{page}", render_children=True):
-                    html_cards = cards_html(tab, page, page_cards(catalogue, page, multiplier, checkpoints))
-                    pages.append((page, gr.HTML(html_cards)))
+                    found = (
+                        ext_cards[page]() if page in ext_cards else page_cards(catalogue, page, multiplier, checkpoints)
+                    )
+                    pages.append((page, gr.HTML(cards_html(tab, page, found))))
         action = gr.Textbox(visible="hidden", elem_id=f"{tab}_extra_action")
         trigger = gr.Button(visible="hidden", elem_id=f"{tab}_extra_action_button")
         panel = ExtraNetworksPanel(tab, catalogue, multiplier, search, sort, pages, action, trigger)
+        panel.extension_cards = ext_cards
+        panel.extension_refresh = partial(refresh_pages, ext_pages, problems)
         build_metadata_editor(ctx, panel)
 
     def render(query: str, order: str, rescan: bool) -> list[str]:

@@ -26,6 +26,7 @@ from modules.generation.speed.settings import SpeedSettings
 from modules.generation.speed.taesd import TaesdDecoders
 from modules.generation.speed.tome import TokenMergingState, token_merging
 from modules.generation.speed.vae import VaeMode, vae_mode
+from modules.models.ldm_views import called_unet
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,8 @@ def _maybe_compile(
     if "_hf_hook" in unet.__dict__:
         report.notes.append("torch.compile skipped: the UNet is offloaded (--medvram/--lowvram)")
         return False
-    stack.enter_context(compiled_unet(unet, (cache or SpeedCache()).compile, backend=backend))
+    # generation calls the ldm-shaped view (its forward is what extensions may replace): compile that
+    stack.enter_context(compiled_unet(called_unet(unet), (cache or SpeedCache()).compile, backend=backend))
     return True
 
 

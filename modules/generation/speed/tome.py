@@ -28,6 +28,8 @@ from typing import Any
 import torch
 from torch.utils.hooks import RemovableHandle
 
+from modules.models.ldm_views import called_unet
+
 MAX_RATIO = 0.9  # A1111's slider maximum; at 1.0 every source would merge
 
 
@@ -148,6 +150,17 @@ def _first_arg(args: tuple[Any, ...], kwargs: dict[str, Any], name: str) -> Any:
 
 
 def _install(unet: torch.nn.Module, state: TokenMergingState) -> list[RemovableHandle]:
+    """Hooks on the diffusers UNet and on its ldm-shaped view (what generation calls): a call
+    through the view reaches the diffusers attention layers with no plan of theirs, so no token
+    is merged twice."""
+    handles = _install_on(unet, state)
+    view = called_unet(unet)
+    if view is not unet:
+        handles += _install_on(view, state)
+    return handles
+
+
+def _install_on(unet: torch.nn.Module, state: TokenMergingState) -> list[RemovableHandle]:
     def remember_size(_module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         sample = _first_arg(args, kwargs, "sample")
         state.latent_hw = (int(sample.shape[-2]), int(sample.shape[-1]))

@@ -82,6 +82,8 @@ def probe():
         "use_cpu": list(opts.use_cpu),
         "models_path": paths.models_path,
         "outdir_txt2img_samples": shared.opts.outdir_txt2img_samples,
+        # infinite-image-browsing: opts.data values joined to the working directory (A1111's folder)
+        "outdir_from_data": os.path.join(os.getcwd(), shared.opts.data.get("outdir_txt2img_samples")),
         "data_path": paths_internal.data_path,
         "extensions_dir": extensions.extensions_dir,
         "extensions_builtin_dir": extensions_builtin_dir,
