@@ -260,6 +260,21 @@ async function openEachAccordion(seen, stop) {
     }
 }
 
+/* A1111 (Gradio 3) put an HTML component's elem_id on the element holding its content, so an
+   extension that empties `#id` and adds its own (infinite-image-browsing's iframe) replaced the
+   content. Gradio 6 puts the id on the block around div.html-container, and the old content stays
+   next to theirs: once the block holds an element Gradio did not make, its own content is hidden. */
+function a1111HtmlShape() {
+    for (const content of gradioApp().querySelectorAll(".block > .html-container:not(.a1111-replaced)")) {
+        const foreign = Array.from(content.parentElement.children).some((el) =>
+            el !== content && el.dataset.testid !== "status-tracker" &&
+            !Array.from(el.classList).some((c) => c.startsWith("svelte-")));
+        if (foreign) {
+            content.classList.add("a1111-replaced");
+        }
+    }
+}
+
 /* A1111's selectors reach a textbox's textarea as `#id > label > textarea`; Gradio 6 wraps it in
    div.input-container. A textarea alone in that wrapper is moved up into the label. */
 function a1111TextareaShape() {
@@ -281,6 +296,7 @@ function startUiObserver() {
     const observer = new MutationObserver(function(mutations) {
         startUiLoad();
         a1111TextareaShape();
+        a1111HtmlShape();
         readOptions();
         executeCallbacks(uiUpdateCallbacks, mutations);
         scheduleAfterUiUpdate();

@@ -138,3 +138,12 @@ def test_request_time_gradio3_updates_from_extension_handlers(page: Any) -> None
     assert options == ["a", "b", "c"]
     assert page.locator("#toy_send_choice input").input_value() == "c"
     assert not [e for e in page.console_errors if "toy" in e.lower()]
+
+
+def test_extension_script_replacing_an_html_component_hides_its_old_content(page: Any) -> None:
+    """infinite-image-browsing empties its gr.HTML's #elem_id and adds an iframe: the placeholder
+    text must not stay on the page (A1111's DOM had the content directly under #elem_id)."""
+    open_tab(page, "Toy Send")
+    page.locator("#toy_send_own").wait_for(state="visible", timeout=20000)
+    page.wait_for_function("() => !document.querySelector('#toy_send_html').innerText.includes('toy placeholder')")
+    assert page.locator("#toy_send_html").inner_text().strip() == "toy own content"

@@ -30,7 +30,13 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("models",),  # checkpoints: identify, load, cache
     ("networks", "postprocessing", "merger"),  # LoRA/TI/hypernetworks; upscalers, faces; merging
     ("generation",),  # requests -> Processing -> images
-    ("train", "interrogate", "access", "scaleout"),  # training; interrogators; access policy; workers over a broker
+    (
+        "train",
+        "interrogate",
+        "access",
+        "scaleout",
+        "controlnet",
+    ),  # training; interrogators; access policy; workers over a broker; ControlNet
     ("workflows",),  # what UI and API both run: submit a generation, switch the checkpoint, settings
     ("services",),  # the Services container type the adapters receive
     ("extension_host",),  # A1111 extensions: discovery, scripts, callbacks, git

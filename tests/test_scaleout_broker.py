@@ -15,6 +15,7 @@ from modules.generation.requests import Txt2ImgRequest
 from modules.scaleout import registry
 from modules.scaleout.broker import BrokerUrl, ScaleOutError, celery_app, connect, redact
 from modules.scaleout.frontend import split_parts
+from modules.scaleout.registry import Checkpoint, NoWorkerHasModel, WorkerInfo, WorkerPool
 from tests.scaleout_harness import free_port, redis_server
 
 
@@ -118,3 +119,45 @@ def test_a_queue_with_slots_runs_jobs_side_by_side_in_fair_order() -> None:
     assert started[:2] == ["a0", "b0"] or started[:2] == ["b0", "a0"]
     assert sorted(started[2:5]) == ["a1", "b1", "c0"]
     queue.shutdown()
+
+
+def test_jobs_go_to_a_worker_with_the_checkpoint_preferring_one_that_has_it_loaded() -> None:
+    sd15 = Checkpoint("sd15.safetensors [abcd1234]", "sd15.safetensors", "abcd1234")
+    xl = Checkpoint("xl/base.safetensors [99887766]", "xl/base.safetensors", "99887766")
+    with redis_server() as url:
+        client = connect(BrokerUrl.parse(url))
+        registry.announce(client, WorkerInfo("a", "q-a", (sd15,)))
+        registry.announce(client, WorkerInfo("b", "q-b", (sd15, xl), loaded=sd15.title))
+        pool = WorkerPool(client, refresh_seconds=0)
+        assert [c.title for c in pool.checkpoints()] == [sd15.title, xl.title]  # the union
+        first = pool.acquire("sd15", stop=lambda: True)
+        second = pool.acquire("sd15.safetensors", stop=lambda: True)
+        assert (first and first.id, second and second.id) == ("b", "a")  # loaded first, then any
+        assert pool.acquire("abcd1234", stop=lambda: True) is None  # both busy: wait (here: stop)
+        assert first is not None
+        pool.release(first)
+        chosen = pool.acquire("xl/base", stop=lambda: True)
+        assert chosen is not None and chosen.id == "b"
+        with pytest.raises(NoWorkerHasModel) as missing:
+            pool.acquire("flux-dev", stop=lambda: True)
+        assert str(missing.value) == (
+            "no live worker has the checkpoint 'flux-dev'; workers have: "
+            "sd15.safetensors [abcd1234], xl/base.safetensors [99887766]"
+        )
+
+
+def test_a_job_waiting_for_a_worker_gets_one_that_joins_late() -> None:
+    sd15 = Checkpoint("sd15.safetensors [abcd1234]", "sd15.safetensors", "abcd1234")
+    with redis_server() as url:
+        client = connect(BrokerUrl.parse(url))
+        registry.announce(client, WorkerInfo("busy", "q-busy", (sd15,)))
+        pool = WorkerPool(client, refresh_seconds=0)
+        assert pool.acquire("sd15", stop=lambda: True) is not None  # the only worker is now busy
+        got: list[WorkerInfo | None] = []
+        waiter = threading.Thread(target=lambda: got.append(pool.acquire("sd15", stop=lambda: False)))
+        waiter.start()
+        waiter.join(0.5)
+        assert waiter.is_alive() and not got  # waits, without an error, while all are busy
+        registry.announce(client, WorkerInfo("late", "q-late", (sd15,)))
+        waiter.join(10)
+        assert got and got[0] is not None and got[0].id == "late"

@@ -10,6 +10,7 @@ from fastapi import APIRouter, FastAPI
 
 from modules.api.auth import Authenticator
 from modules.api.context import ApiContext, ServerControl
+from modules.api.routes_controlnet import add_controlnet_routes
 from modules.api.routes_generation import add_generation_routes
 from modules.api.routes_info import add_listing_routes, add_model_routes, add_server_routes, add_settings_routes
 from modules.api.routes_progress import add_progress_routes
@@ -43,3 +44,4 @@ def register_api(app: FastAPI, ctx: ApiContext) -> None:
     if ctx.services.args.api_server_stop:
         add_server_routes(router, ctx)
     app.include_router(router)
+    add_controlnet_routes(app, ctx)  # sd-webui-controlnet's /controlnet/* routes (built in)

@@ -38,6 +38,7 @@ from modules.generation.processing import GenerationResult
 from modules.generation.requests import GenerationRequest, Img2ImgRequest, Txt2ImgRequest
 from modules.interrogate.service import INTERROGATORS, InterrogationService
 from modules.postprocessing import ExtrasParams, ExtrasResult, run_extras
+from modules.workflows.controlnet import check_controlnet_request
 from modules.workflows.extras import check_extras_size
 from modules.workflows.generate import check_generation_request
 from modules.workflows.runner import JobKind
@@ -83,6 +84,7 @@ def apply_infotext(req: R, ctx: ApiContext, tab: str) -> R:
 def prepare_request(req: R, ctx: ApiContext, tab: str) -> R:
     req = apply_infotext(req, ctx, tab)
     check_generation_request(ctx.access, ctx.services.options, req)
+    check_controlnet_request(ctx.access, ctx.services.controlnet, req)
     if not req.save_images:
         req = req.model_copy(update={"do_not_save_samples": True, "do_not_save_grid": True})
     return req

@@ -19,6 +19,7 @@ import torch
 
 from modules.access.limits import API_OPTIONS, queue_policy
 from modules.access.policy import AccessPolicy
+from modules.controlnet.service import CONTROLNET_OPTIONS, ControlNetDirs, ControlNetService
 from modules.core.cmd_args import parse_args
 from modules.core.devices import DevicePolicy
 from modules.core.jobs import LocalJobQueue
@@ -59,6 +60,7 @@ def build_registry(args: argparse.Namespace | None = None) -> OptionsRegistry:
     registry.extend(NETWORK_OPTIONS)
     registry.extend(speed_options(args if args is not None else parse_args([])))
     registry.extend(TRAIN_OPTIONS)
+    registry.extend(CONTROLNET_OPTIONS)
     return registry
 
 
@@ -165,7 +167,7 @@ def assemble_services(
         users=users,
         access=access,
         runner=runner,
-        settings=SettingsService(options, models, runner, access),
+        settings=SettingsService(options, models, runner, access, load_models=slots is None),
         training=build_training_service(
             paths=paths,
             models=models,
@@ -178,6 +180,7 @@ def assemble_services(
         faces=generation.faces,
         networks=generation.networks.catalogue,
         script_hooks=generation.script_hooks,
+        controlnet=ControlNetService(ControlNetDirs.from_args(args, paths), options, models),
     )
 
 

@@ -118,6 +118,8 @@ def _add_paths(p: argparse.ArgumentParser) -> None:
     g.add_argument("--embeddings-dir", default=None)
     g.add_argument("--hypernetwork-dir", default=None)
     g.add_argument("--lora-dir", default=None)
+    g.add_argument("--controlnet-dir", default=None, help="ControlNet models (default models/ControlNet)")
+    g.add_argument("--controlnet-annotator-models-path", default=None, help="default models/ControlNet-annotators")
     g.add_argument("--lyco-dir-backcompat", default=None)
     for name in ("esrgan", "realesrgan", "dat", "bsrgan", "swinir", "codeformer", "gfpgan", "clip"):
         g.add_argument(f"--{name}-models-path", default=None)

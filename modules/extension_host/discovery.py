@@ -48,6 +48,13 @@ class Extension:
         return path if path.is_file() else None
 
 
+# Extensions whose feature this web UI has built in: loading both would apply it twice.
+BUILT_IN_FEATURES = {
+    "sd-webui-controlnet": "ControlNet is built into this web UI (ControlNet accordion, /controlnet API); "
+    "the sd-webui-controlnet extension is not loaded. Remove or disable it to silence this note.",
+}
+
+
 def discover(folders: Sequence[tuple[Path, bool]], disabled: Collection[str], problems: ProblemLog) -> list[Extension]:
     """Scan (folder, is_builtin) pairs in order; built-ins first so a user copy cannot shadow one."""
     found: list[Extension] = []
@@ -62,6 +69,10 @@ def discover(folders: Sequence[tuple[Path, bool]], disabled: Collection[str], pr
             metadata = ExtensionMetadata.read(path, entry.name)
             if metadata.read_error:
                 problems.note(entry.name, "metadata.ini", metadata.read_error)
+            built_in = BUILT_IN_FEATURES.get(entry.name.lower()) or BUILT_IN_FEATURES.get(metadata.canonical_name)
+            if built_in is not None:
+                problems.note(entry.name, "discovery", built_in)
+                continue
             other = seen.get(metadata.canonical_name)
             if other is not None:
                 problems.note(entry.name, "discovery", f"same name as {other.path}; this copy is ignored")

@@ -34,6 +34,7 @@ from modules.generation.hooks import (
     MaskBlendArgs,
     ScriptHooks,
 )
+from modules.generation.unet_residuals import ResidualCall, UNetResiduals, pass_progress
 from modules.models.fp8 import compute_dtype
 from modules.models.ldm_views import call_unet
 
@@ -86,6 +87,9 @@ class CFGDenoiser:
     p: Any = None  # the job (A1111 CFGDenoiser.p, read by callbacks through params.denoiser)
     wrap: CFGWrap | None = None  # the job's A1111 sampler objects (extensions); None: direct calls
     conditioning: Any = None  # the pass's PromptConditioning (A1111's p.c / p.uc are views of it)
+    residuals: UNetResiduals | None = None  # ControlNet: extra UNet skip residuals per call
+    pass_sigmas: torch.Tensor | None = None  # the pass's schedule, for the residuals' progress
+    _uncond_rows: int = field(default=0, init=False, repr=False)  # of the model call in flight
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         if self.control is not None:
@@ -123,11 +127,12 @@ class CFGDenoiser:
                 torch.cat([step.cond, step.uncond]),
                 _cat_optional(step.cond_pooled, step.uncond_pooled),
                 _cat_optional(cond_ids, uncond_ids),
+                uncond_rows=batch,
             )
             cond_out, uncond_out = both[:n], both[n:]
         else:
             cond_out = self._model(step.part(0, n), step.cond, step.cond_pooled, cond_ids)
-            uncond_out = self._model(step.part(n, None), step.uncond, step.uncond_pooled, uncond_ids)
+            uncond_out = self._model(step.part(n, None), step.uncond, step.uncond_pooled, uncond_ids, uncond_rows=batch)
         if events is not None and events.denoised:
             cond_out, uncond_out = events.after_model(self, cond_out, uncond_out)
         self.last_uncond_denoised = uncond_out  # read by DDIM CFG++
@@ -163,17 +168,24 @@ class CFGDenoiser:
         context: torch.Tensor,
         pooled: torch.Tensor | None,
         time_ids: torch.Tensor | None,
+        *,
+        uncond_rows: int = 0,
     ) -> torch.Tensor:
-        """x0 of model-input rows: directly, or through the job's (maybe wrapped) inner model."""
+        """x0 of model-input rows: directly, or through the job's (maybe wrapped) inner model;
+        the last `uncond_rows` rows are unconditional ones (ControlNet's modes tell them apart)."""
         if self.wrap is None:
-            return self._run(rows, context, pooled, time_ids)
+            return self._run(rows, context, pooled, time_ids, uncond_rows=uncond_rows)
         x_rows, sigma_rows, image_cond = rows
         cond: dict[str, Any] = {"c_crossattn": [context]}
         if pooled is not None:  # SDXL: A1111's sgm dict (our "vector" is the pooled text embedding)
             cond = {"crossattn": context, "vector": pooled, "time_ids": time_ids}
         if image_cond is not None:
             cond["c_concat"] = [image_cond]
-        return self.wrap.inner(x_rows, sigma_rows, cond)
+        self._uncond_rows = uncond_rows  # for predict_x0 below, called back through the wrap
+        try:
+            return self.wrap.inner(x_rows, sigma_rows, cond)
+        finally:
+            self._uncond_rows = 0
 
     def predict_x0(self, x: torch.Tensor, sigma: torch.Tensor, cond: dict[str, Any]) -> torch.Tensor:
         """The model's x0 for rows x at sigma with an A1111 cond dict (the default inner model)."""
@@ -183,7 +195,8 @@ class CFGDenoiser:
             context, pooled, time_ids = torch.cat(cond["c_crossattn"]), None, None
         concat = cond.get("c_concat")
         image_cond = torch.cat(concat) if concat else None
-        return self._run((x, sigma, image_cond), context, pooled, time_ids)
+        uncond_rows = min(self._uncond_rows, x.shape[0])  # a wrapper may pass fewer rows
+        return self._run((x, sigma, image_cond), context, pooled, time_ids, uncond_rows=uncond_rows)
 
     def _run(
         self,
@@ -191,6 +204,8 @@ class CFGDenoiser:
         context: torch.Tensor,
         pooled: torch.Tensor | None,
         time_ids: torch.Tensor | None,
+        *,
+        uncond_rows: int = 0,
     ) -> torch.Tensor:
         """One UNet pass over model-input rows (x, sigma, image_cond per row) -> x0 per row."""
         x_rows, sigma_rows, image_cond = rows
@@ -201,6 +216,9 @@ class CFGDenoiser:
         model_in = x_rows * c_in
         t = self.sigma_to_t(sigma_rows)
         device = param.device
+        control = None
+        if self.residuals is not None:
+            control = self._residuals(model_in, t, context, pooled, time_ids, uncond_rows, float(sigma_rows[0]))
         # through A1111's model objects (sd_model.apply_model / model.diffusion_model, ldm-shaped):
         # what extensions replace or patch there takes effect
         out = call_unet(
@@ -211,6 +229,7 @@ class CFGDenoiser:
             pooled=None if pooled is None else pooled.to(device, dtype),
             time_ids=None if time_ids is None else time_ids.to(device, dtype),
             image_cond=None if image_cond is None else image_cond.to(device, dtype),
+            control=control,
         )
         out = out.to(x_rows.dtype).to(x_rows.device)
         if self.prediction_type == "v_prediction":
@@ -218,6 +237,37 @@ class CFGDenoiser:
         else:
             denoised = x_rows - out * s
         return denoised if self.finish is None else self.finish(x_rows, denoised, sigma_rows)
+
+    def _residuals(
+        self,
+        model_in: torch.Tensor,
+        t: torch.Tensor,
+        context: torch.Tensor,
+        pooled: torch.Tensor | None,
+        time_ids: torch.Tensor | None,
+        uncond_rows: int,
+        sigma: float,
+    ) -> list[torch.Tensor] | None:
+        """The residual provider's control for this call (ldm's list: input-block residuals, then mid)."""
+        assert self.residuals is not None
+        param = next(self.unet.parameters())
+        dtype = compute_dtype(self.unet)
+        rows = model_in.shape[0]
+        added = None
+        if pooled is not None and time_ids is not None:
+            added = {"text_embeds": pooled.to(param.device, dtype), "time_ids": time_ids.to(param.device, dtype)}
+        call = ResidualCall(
+            x=model_in.to(param.device, dtype),
+            t=t.to(param.device),
+            context=context.to(param.device, dtype),
+            added_cond=added,
+            uncond=torch.arange(rows) >= rows - uncond_rows,
+            progress=pass_progress(self.pass_sigmas, sigma),
+            dtype=dtype,
+            device=param.device,
+            unet_config=getattr(self.unet, "config", None),
+        )
+        return self.residuals(call)
 
 
 @dataclass

@@ -151,6 +151,7 @@ def run_pass(
     if wrap is not None:
         wrap.total_steps = total
     denoiser = denoiser_for(model, p, spec, sampler, control, events, wrap)
+    denoiser.pass_sigmas = sigmas  # ControlNet guidance start/end are fractions of this pass
     refiner_switch: RefinerSwitch | None = None
     if spec.refiner is not None and models is not None:
         refiner_switch = _refiner_switch(models, spec, p, sampler, control, denoiser, model_sigmas, events, wrap)
@@ -265,6 +266,7 @@ def denoiser_for(
         nan_check=p.nan_check,
         wrap=wrap,
         conditioning=conditioning,
+        residuals=p.unet_residuals,
     )
 
 

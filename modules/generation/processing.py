@@ -115,6 +115,7 @@ class Processing:
     embedding_lookup: Any = None  # textual-inversion lookup for the job's model (networks)
     embeddings_used: set[str] = field(default_factory=set)  # names, for "TI hashes"
     nan_check: NanCheck = field(default_factory=NanCheck)  # the device policy's, set by the engine per job
+    unet_residuals: Any = None  # a generation.unet_residuals.UNetResiduals (ControlNet), set by its script
     rng: Any = None  # A1111's p.rng: the ImageRNG of the sampling pass (set by passes.run_pass)
 
     @property

@@ -84,10 +84,12 @@ def call_unet(
     pooled: torch.Tensor | None = None,
     time_ids: torch.Tensor | None = None,
     image_cond: torch.Tensor | None = None,
+    control: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """One UNet call as A1111 makes it: through `sd_model.apply_model` when an extension replaced
     it on the model object (Tiled Diffusion's Mixture of Diffusers does), else straight into
-    `model.diffusion_model` (the ldm-shaped view: whatever is patched there takes effect)."""
+    `model.diffusion_model` (the ldm-shaped view: whatever is patched there takes effect).
+    `control`: ControlNet residuals (ldm's ControlledUnetModel list), added to the skips."""
     view = diffusion_model_of(unet)
     y = None if pooled is None or time_ids is None else view.size_vector(pooled, time_ids)
     sd_model = attached_sd_model(unet)
@@ -99,4 +101,6 @@ def call_unet(
         return replaced(x, t, cond=cond)
     if image_cond is not None:
         x = torch.cat([x, image_cond], dim=1)
+    if control is not None:
+        return view(x, t, context, y=y, control=control)
     return view(x, t, context, y=y)

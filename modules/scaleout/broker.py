@@ -101,6 +101,9 @@ def celery_app(broker: BrokerUrl) -> Any:
         broker_connection_timeout=CONNECT_TIMEOUT,
         redis_socket_connect_timeout=CONNECT_TIMEOUT,
         result_expires=3600,
+        # the front end re-sends a dead worker's task itself; Redis must not re-deliver a long job
+        # to the same queue while it still runs (kombu's default: after one hour)
+        broker_transport_options={"visibility_timeout": 2 * 24 * 3600},
         task_track_started=False,
         worker_send_task_events=False,
     )

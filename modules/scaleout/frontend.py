@@ -27,7 +27,7 @@ from modules.scaleout.broker import TASK_NAME
 from modules.scaleout.registry import WorkerInfo, WorkerPool
 
 log = logging.getLogger(__name__)
-POLL_SECONDS = 0.05
+POLL_SECONDS = 0.02  # relay and completion checks: a few small Redis reads per running part
 
 
 @dataclass
@@ -86,7 +86,6 @@ class Dispatcher:
                 time.sleep(POLL_SECONDS)
         finally:
             for part in active:  # the job itself failed: free the workers it held
-                wire.send_control(self.client, part.task, "abandoned")
                 self._release(part)
         return [p for p in parts if p.result is not None]
 
@@ -102,6 +101,8 @@ class Dispatcher:
         """Give waiting parts to free workers: the first waits for one, more only take idle ones."""
         while waiting and not control.interrupted.is_set():
             checkpoint = waiting[0].request.get("_checkpoint")
+            if not active and not self.used:
+                control.textinfo = "Waiting for a free worker"
             worker = self.pool.acquire(checkpoint, stop=lambda: control.interrupted.is_set(), wait=not active)
             if worker is None:
                 return
@@ -133,8 +134,8 @@ class Dispatcher:
                 control.job_count = per_part * total
                 control.job_no = min(control.job_count - 1, self.parts_done * per_part + progress["job_no"])
                 control.sampling_step, control.sampling_steps = progress["step"], progress["steps"]
-        preview = wire.read_preview(self.client, part.task)
-        if preview is not None and preview["id"] != part.preview_seen:
+        preview = wire.read_preview(self.client, part.task, part.preview_seen)
+        if preview is not None:
             part.preview_seen = preview["id"]
             size = tuple(preview["size"]) if preview.get("size") else None
             control.set_preview(wire.decode_png(preview["png"]), cast(Any, size))
@@ -156,14 +157,13 @@ class Dispatcher:
         log.warning(
             "worker %s is gone; task %s goes to another worker", part.worker.id if part.worker else "?", part.task
         )
-        wire.send_control(self.client, part.task, "abandoned")
         active.remove(part)
         self._release(part)
         part.preview_seen = 0
         waiting.appendleft(part)
 
     def _release(self, part: Part) -> None:
-        wire.forget(self.client, part.task)
+        wire.retire(self.client, part.task)
         if part.worker is not None:
             self.pool.release(part.worker)
 

@@ -13,6 +13,7 @@ from PIL import Image
 from modules.scaleout.broker import key
 
 KEY_SECONDS = 3600  # progress keys expire on their own (a front end that went away)
+RETIRED_SECONDS = 3 * 24 * 3600  # a finished or re-sent task stays marked longer than any redelivery
 
 
 def encode_png(image: Image.Image) -> str:
@@ -52,10 +53,17 @@ def read_progress(client: Any, task: str) -> dict[str, int] | None:
 
 def write_preview(client: Any, task: str, number: int, image: Image.Image, size: tuple[int, int] | None) -> None:
     data = {"id": number, "size": list(size) if size else None, "png": encode_png(image)}
-    client.set(preview_key(task), json.dumps(data), ex=KEY_SECONDS)
+    pipe = client.pipeline()
+    pipe.set(preview_key(task), json.dumps(data), ex=KEY_SECONDS)
+    pipe.set(preview_key(task) + ":id", number, ex=KEY_SECONDS)  # pollers read this small key
+    pipe.execute()
 
 
-def read_preview(client: Any, task: str) -> dict[str, Any] | None:
+def read_preview(client: Any, task: str, seen: int) -> dict[str, Any] | None:
+    """The newest preview if it is not number `seen` (the image is only fetched when new)."""
+    number = client.get(preview_key(task) + ":id")
+    if number is None or int(number) == seen:
+        return None
     raw = client.get(preview_key(task))
     return json.loads(raw) if raw is not None else None
 
@@ -76,5 +84,11 @@ def send_control(client: Any, task: str, field: str, increment: bool = False) ->
     pipe.execute()
 
 
-def forget(client: Any, task: str) -> None:
-    client.delete(progress_key(task), preview_key(task), control_key(task))
+def retire(client: Any, task: str) -> None:
+    """The task is done or was given to another worker: drop its progress, and mark it so that a
+    copy delivered again later (a restarted worker's queue) is not run a second time."""
+    pipe = client.pipeline()
+    pipe.delete(progress_key(task), preview_key(task), preview_key(task) + ":id")
+    pipe.hset(control_key(task), "abandoned", 1)
+    pipe.expire(control_key(task), RETIRED_SECONDS)
+    pipe.execute()

@@ -157,6 +157,7 @@ def run_worker(
     stopped. Blocks; Celery handles SIGTERM (warm shutdown) and SIGINT."""
     client = connect(broker)
     registry.check_extensions(client, extensions)
+    logging.getLogger("celery.app.trace").setLevel(logging.WARNING)  # it logs each result (images)
     executor = Executor(generation, client, worker_id)
     app = celery_app(broker)
     app.task(name=TASK_NAME, acks_late=True, reject_on_worker_lost=True)(executor.run)

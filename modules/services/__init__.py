@@ -11,6 +11,7 @@ import argparse
 from dataclasses import dataclass
 
 from modules.access.policy import AccessPolicy
+from modules.controlnet.service import ControlNetService
 from modules.core.devices import DevicePolicy
 from modules.core.jobs import LocalJobQueue
 from modules.core.options import Options, OptionsRegistry
@@ -46,6 +47,7 @@ class Services:
     faces: FaceRestorationService  # one set of face restorers for generation, Extras and the API
     networks: NetworkCatalogue  # one listing of LoRA / embeddings / hypernetworks for UI and jobs
     script_hooks: ScriptHooksSlot  # where the extension host attaches its script runner
+    controlnet: ControlNetService  # ControlNet models, preprocessors, units (modules.controlnet)
 
 
 __all__ = ["Services"]

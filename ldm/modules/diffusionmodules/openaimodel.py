@@ -162,8 +162,11 @@ class UNetModel(nn.Module):
         timesteps: torch.Tensor | None = None,
         context: Any = None,
         y: torch.Tensor | None = None,
+        control: list[torch.Tensor] | None = None,
         **kwargs: Any,
     ) -> torch.Tensor:
+        """`control`: ControlNet residuals as cldm's ControlledUnetModel takes them (one per input
+        block, then the middle block's; popped from the end), added to the skip connections."""
         assert timesteps is not None, "UNetModel needs timesteps"
         if timesteps.ndim == 0:
             timesteps = timesteps[None]
@@ -179,8 +182,14 @@ class UNetModel(nn.Module):
             h = module(h, emb, context)
             hs.append(h)
         h = self.middle_block(h, emb, context)
+        control = list(control) if control is not None else None
+        if control:
+            h = h + control.pop().to(h.dtype)
         for module in self.output_blocks:
-            h = torch.cat([h, hs.pop()], dim=1)
+            skip = hs.pop()
+            if control:
+                skip = skip + control.pop().to(skip.dtype)
+            h = torch.cat([h, skip], dim=1)
             h = module(h, emb, context, _upsample_shape(h, hs))
         return self.out(h)
 

@@ -51,6 +51,7 @@ def on_before_ui():
 
 def on_ui_tabs():
     with gr.Blocks(analytics_enabled=False) as tab:
+        gr.HTML("toy placeholder", elem_id="toy_send_html")  # javascript/toy_sendto.js replaces it
         image = gr.Image(Image.new("RGB", (96, 80), (200, 30, 30)), type="pil", elem_id="toy_send_image")
         text = gr.Textbox(INFOTEXT, label="Toy infotext", elem_id="toy_send_text")
         gallery = gr.Gallery([Image.new("RGB", (64, 48), (30, 30, 200))], elem_id="toy_send_gallery")
