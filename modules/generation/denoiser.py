@@ -192,9 +192,9 @@ class CFGDenoiser:
         if "crossattn" in cond:
             context, pooled, time_ids = cond["crossattn"], cond.get("vector"), cond.get("time_ids")
         else:
-            context, pooled, time_ids = torch.cat(cond["c_crossattn"]), None, None
+            context, pooled, time_ids = _joined(cond["c_crossattn"]), None, None
         concat = cond.get("c_concat")
-        image_cond = torch.cat(concat) if concat else None
+        image_cond = _joined(concat) if concat else None
         uncond_rows = min(self._uncond_rows, x.shape[0])  # a wrapper may pass fewer rows
         return self._run((x, sigma, image_cond), context, pooled, time_ids, uncond_rows=uncond_rows)
 
@@ -361,6 +361,11 @@ def combine_conds(x_out: torch.Tensor, conds_list: CondsList, n_uncond: int, con
         for row, weight in conds:
             denoised[image] += (x_out[row] - uncond[image]) * (weight * cond_scale)
     return denoised
+
+
+def _joined(parts: list[torch.Tensor]) -> torch.Tensor:
+    """ldm's list-of-tensors cond entries as one tensor (no copy for the usual single entry)."""
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def _text_arg(context: torch.Tensor, pooled: torch.Tensor | None) -> Any:
