@@ -130,6 +130,14 @@ function submit_extras() {
     return Array.from(arguments);
 }
 
+// 🗑️: A1111 asks before it empties both prompts; Cancel keeps them
+function confirm_clear_prompt(prompt, negativePrompt) {
+    if (confirm("Delete prompt?")) {
+        return ["", ""];
+    }
+    return [prompt, negativePrompt];
+}
+
 function requestProgress(idTask, progressContainer, gallery, atEnd, onProgress) {
     function poll() {
         fetch("./internal/progress", {

@@ -34,6 +34,7 @@ from modules.api.errors import install_error_handlers
 from modules.api.files import add_file_routes, allowed_roots
 from modules.api.login import AuthMiddleware, add_login_routes
 from modules.api.proxies import ProxyHeadersMiddleware, TrustedProxies
+from modules.api.routes_sysinfo import add_sysinfo_routes
 from modules.api.security import HostPolicy, OriginPolicy, SecurityMiddleware
 from modules.core.paths import REPO_ROOT, Paths
 from modules.extension_host.preload import BUILTIN_DIR
@@ -169,6 +170,9 @@ def build_app(
         user = current_user(request)
         return {"user": user, "admin": services.access.is_admin(user)}
 
+    add_sysinfo_routes(
+        app, services, lambda: [(e.name, e.enabled) for e in extension_host.installed()] if extension_host else []
+    )
     paths = services.paths
     shared = [*(args.gradio_allowed_path or []), *extension_file_roots(paths)]
     add_file_routes(app, (paths.data_dir, REPO_ROOT), allowed_roots(paths.outputs_dir, shared))

@@ -173,3 +173,30 @@ def test_k_diffusion_samplers_run_a_model_wrapper(host: ExtensionHost) -> None:
     assert steps == [0, 1, 2, 3] and torch.allclose(out, x)
     assert torch.allclose(sampling.sample_dpmpp_2m(wrap, x, sigmas), x)
     assert append_dims(torch.ones(3), 4).shape == (3, 1, 1, 1)
+
+
+def test_the_wrapped_model_call_keeps_the_uncond_row_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ControlNet's modes tell uncond rows apart: the count survives the trip through the wrap."""
+    from modules.generation.denoiser import CFGDenoiser
+
+    seen: list[int] = []
+
+    def run(self: CFGDenoiser, rows: Any, context: Any, pooled: Any, time_ids: Any, *, uncond_rows: int = 0) -> Any:
+        seen.append(uncond_rows)
+        return rows[0]
+
+    monkeypatch.setattr(CFGDenoiser, "_run", run)
+
+    class Passthrough:
+        denoiser: CFGDenoiser
+
+        def inner(self, x: torch.Tensor, sigma: torch.Tensor, cond: dict[str, Any]) -> torch.Tensor:
+            return self.denoiser.predict_x0(x, sigma, cond)
+
+    wrap = Passthrough()
+    denoiser = CFGDenoiser(torch.nn.Linear(1, 1), "epsilon", lambda s: s, lambda step: None, 7.0)  # type: ignore[arg-type,return-value]
+    denoiser.wrap = wrap  # type: ignore[assignment]
+    wrap.denoiser = denoiser
+    rows = (torch.zeros(3, 4, 2, 2), torch.ones(3), None)
+    denoiser._model(rows, torch.zeros(3, 77, 8), None, None, uncond_rows=1)
+    assert seen == [1] and denoiser._uncond_rows == 0

@@ -292,3 +292,14 @@ def test_replaced_apply_model_on_shared_sd_model_is_used(env: GenEnv) -> None:
         del SdModelView(loaded).apply_model
     assert calls and set(calls) == {"dict"} and _differs(hijacked, base)
     assert np.array_equal(_image(env), base)
+
+
+def test_sub_quad_attention_is_softmax_attention() -> None:
+    """modules.sd_hijack_optimizations.sub_quad_attention (Tiled VAE calls it) in query chunks."""
+    from modules.sd_hijack_optimizations import get_xformers_flash_attention_op, sub_quad_attention
+
+    gen = torch.Generator().manual_seed(4)
+    q, k, v = (torch.randn(3, 50, 16, generator=gen) for _ in range(3))
+    expected = torch.softmax(q @ k.transpose(1, 2) / 4.0, dim=-1) @ v
+    assert (sub_quad_attention(q, k, v, q_chunk_size=16) - expected).abs().max().item() <= 1e-5
+    assert get_xformers_flash_attention_op(q, k, v) is None

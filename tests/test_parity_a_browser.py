@@ -4,6 +4,7 @@ job runs and after Interrupt, and with stored defaults that are no longer valid.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +15,7 @@ from tests.ui_harness import (
     ARTIFACTS,
     LiveServer,
     browser_data_dir,
+    open_page,
     set_number,
     start_server,
 )
@@ -28,7 +30,8 @@ def live(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModelFiles) 
     (data / "ui-config.json").write_text(
         json.dumps({"img2img/Resize mode/value": 1, "txt2img/Sampling steps/value": -5})
     )
-    (data / "config.json").write_text(json.dumps({"samples_format": "bmp-gone"}))
+    (data / "config.json").write_text(json.dumps({"samples_format": "bmp-gone", "notification_volume": 40}))
+    (data / "notification.mp3").write_bytes(b"ID3\x03\x00\x00\x00\x00\x00\x00")  # played by a stub below
     with start_server(data) as server:
         server.services.options.set("sd_model_checkpoint", "tiny-sd1.safetensors")
         yield server
@@ -153,3 +156,68 @@ def test_defaults_apply_stores_choices_not_indexes_and_reload_ui_works(page: Any
         page.locator("#settings_restart_gradio").click()
     page.wait_for_selector("#txt2img_prompt textarea", timeout=120000)
     assert failed == []
+    # the reloaded UI generates (it failed with "'Gallery' object has no attribute 'info'")
+    set_number(page, "txt2img_width", 64)
+    set_number(page, "txt2img_height", 64)
+    set_number(page, "txt2img_steps", 3)
+    page.locator("#txt2img_generate").click()
+    info = wait_for_result(page, "txt2img")
+    assert "Steps: 3" in info and "Size: 64x64" in info and "Time taken:" in info
+    assert page.locator("#txt2img_gallery img").count() >= 1
+
+
+def test_clear_prompt_asks_first_and_cancel_keeps_the_prompts(page: Any) -> None:
+    prompt, negative = page.locator("#txt2img_prompt textarea"), page.locator("#txt2img_neg_prompt textarea")
+    prompt.fill("a red circle")
+    negative.fill("blurry")
+    asked: list[str] = []
+
+    def answer(dialog: Any, accept: bool) -> None:
+        asked.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    page.once("dialog", lambda d: answer(d, False))
+    page.locator("#txt2img_clear_prompt").click()
+    deadline = time.monotonic() + 30
+    while not asked and time.monotonic() < deadline:  # the dialog is answered on Playwright's side
+        page.wait_for_timeout(50)
+    assert asked == ["Delete prompt?"]
+    assert (prompt.input_value(), negative.input_value()) == ("a red circle", "blurry")
+    page.once("dialog", lambda d: answer(d, True))
+    page.locator("#txt2img_clear_prompt").click()
+    page.wait_for_function(
+        "() => document.querySelector('#txt2img_prompt textarea').value === ''"
+        " && document.querySelector('#txt2img_neg_prompt textarea').value === ''"
+    )
+    assert asked == ["Delete prompt?", "Delete prompt?"]
+
+
+# The page's completion signals, recorded: audio play() calls and notifications, with the page
+# unfocused and notifications allowed (what the user granted from Settings -> Actions).
+SIGNAL_RECORDER = """
+window.__played = []; window.__notified = [];
+HTMLMediaElement.prototype.play = function () { window.__played.push([this.id, this.volume]); return Promise.resolve(); };
+window.Notification = class { constructor(title, o) { window.__notified.push([title, o.body]); } };
+window.Notification.permission = "granted";
+window.Notification.requestPermission = () => Promise.resolve("granted");
+document.hasFocus = () => false;
+"""
+
+
+def test_completion_plays_the_sound_and_notifies(browser_context: Any, live: LiveServer) -> None:
+    errors: list[str] = []
+    page = open_page(browser_context, live.url, errors, init_script=SIGNAL_RECORDER)
+    try:
+        assert page.locator("#audio_notification").count() == 1  # notification.mp3 is in the data folder
+        assert page.evaluate("() => window.__played.length + window.__notified.length") == 0
+        set_number(page, "txt2img_width", 64)
+        set_number(page, "txt2img_height", 64)
+        set_number(page, "txt2img_steps", 2)
+        set_number(page, "txt2img_batch_size", 2)
+        page.locator("#txt2img_generate").click()
+        wait_for_result(page, "txt2img")
+        page.wait_for_function("() => window.__notified.length > 0", timeout=30000)
+        assert page.evaluate("() => window.__played") == [["audio_notification", 0.4]]
+        assert page.evaluate("() => window.__notified") == [["Stable Diffusion", "Generated 2 images"]]
+    finally:
+        page.close()

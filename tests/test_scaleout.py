@@ -18,8 +18,8 @@ from PIL import Image
 
 from modules.generation.image_io import read_info_from_image
 from modules.scaleout import registry
-from tests.api_server import LiveServer, decode_b64, make_data_dir, start_server
-from tests.fixtures_models import TinyModelFiles
+from tests.api_server import LiveServer, b64_png, decode_b64, make_data_dir, start_server
+from tests.fixtures_models import TinyModelFiles, link_into, models_home
 from tests.scaleout_harness import WorkerProcess, redis_server, start_worker, stop_all
 
 pytestmark = pytest.mark.integration
@@ -62,6 +62,8 @@ def wait_for(condition: Callable[[], bool], timeout: float, describe: Callable[[
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModelFiles) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("scaleout")
+    front = models_home(root / "front")  # the front end also lists a model no worker has
+    link_into(front.ckpt_dir, tiny_models.checkpoint("sdxl"))
     with redis_server(password=PASSWORD) as url:
         live = start_server(
             root / "front",
@@ -226,6 +228,37 @@ def test_batch_count_four_on_two_workers_gives_one_workers_images(cluster: Clust
     assert one["info"] and len(one["images"]) == len(two["images"]) == 5  # grid + 4
     assert [decode_b64(i).tobytes() for i in one["images"]] == [decode_b64(i).tobytes() for i in two["images"]]
     assert json.loads(two["info"])["all_seeds"] == [1234, 1235, 1236, 1237]
+
+
+def test_img2img_runs_on_a_worker_and_is_saved_by_the_front_end(cluster: Cluster) -> None:
+    live = cluster.live
+    source = Image.new("RGB", (64, 64), (200, 40, 40))
+    body = job("repaint", 99, steps=2, denoising_strength=0.5, init_images=[b64_png(source)])
+    with httpx.Client(base_url=live.url, auth=AUTH["user3"], timeout=600) as client:
+        answer = client.post("/sdapi/v1/img2img", json=body)
+    assert answer.status_code == 200, answer.text
+    image = decode_b64(answer.json()["images"][0])
+    assert image.size == (64, 64) and image.tobytes() != source.tobytes()
+    saved = sorted((live.services.paths.data_dir / "outputs" / "img2img-images").rglob("*.png"))
+    assert len(saved) == 1 and "Denoising strength: 0.5" in _infotext(saved[0])
+
+
+def test_a_model_no_live_worker_has_is_named(cluster: Cluster) -> None:
+    body = job("x", 1, override_settings={"sd_model_checkpoint": "tiny-sdxl"})
+    with httpx.Client(base_url=cluster.live.url, auth=AUTH["user3"], timeout=120) as client:
+        answer = client.post("/sdapi/v1/txt2img", json=body)
+    assert answer.status_code >= 400
+    assert "no live worker has the checkpoint 'tiny-sdxl'" in answer.text
+    assert "tiny-sd1.safetensors" in answer.text  # what the workers do have
+
+
+def test_switching_the_checkpoint_loads_nothing_on_the_front_end(cluster: Cluster) -> None:
+    live = cluster.live
+    with httpx.Client(base_url=live.url, auth=AUTH["user3"], timeout=120) as client:
+        answer = client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "tiny-sd1"})
+        assert answer.status_code == 200, answer.text
+        assert client.get("/sdapi/v1/options").json()["sd_model_checkpoint"].startswith("tiny-sd1")
+    assert live.services.models.active is None  # the workers load models; the front end only routes
 
 
 def test_a_worker_killed_mid_job_loses_nothing(cluster: Cluster) -> None:

@@ -144,3 +144,20 @@ def test_jobs_go_to_a_worker_with_the_checkpoint_preferring_one_that_has_it_load
             "no live worker has the checkpoint 'flux-dev'; workers have: "
             "sd15.safetensors [abcd1234], xl/base.safetensors [99887766]"
         )
+
+
+def test_a_job_waiting_for_a_worker_gets_one_that_joins_late() -> None:
+    sd15 = Checkpoint("sd15.safetensors [abcd1234]", "sd15.safetensors", "abcd1234")
+    with redis_server() as url:
+        client = connect(BrokerUrl.parse(url))
+        registry.announce(client, WorkerInfo("busy", "q-busy", (sd15,)))
+        pool = WorkerPool(client, refresh_seconds=0)
+        assert pool.acquire("sd15", stop=lambda: True) is not None  # the only worker is now busy
+        got: list[WorkerInfo | None] = []
+        waiter = threading.Thread(target=lambda: got.append(pool.acquire("sd15", stop=lambda: False)))
+        waiter.start()
+        waiter.join(0.5)
+        assert waiter.is_alive() and not got  # waits, without an error, while all are busy
+        registry.announce(client, WorkerInfo("late", "q-late", (sd15,)))
+        waiter.join(10)
+        assert got and got[0] is not None and got[0].id == "late"

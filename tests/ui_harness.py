@@ -156,8 +156,11 @@ def checked_page(context: Any, url: str) -> Iterator[Any]:
     opened.close()
 
 
-def open_page(context: Any, url: str, errors: list[str]) -> Any:
+def open_page(context: Any, url: str, errors: list[str], init_script: str | None = None) -> Any:
+    """A new page on the UI once onUiLoaded ran; `init_script` runs before the page's own scripts."""
     page = context.new_page()
+    if init_script is not None:
+        page.add_init_script(init_script)
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(url, wait_until="load")

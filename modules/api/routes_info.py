@@ -6,7 +6,6 @@ exists; model loads go through the job queue so they never swap a model under a 
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -39,17 +38,7 @@ from modules.generation.latents import LATENT_UPSCALE_MODES
 from modules.models.errors import ModelNotFound
 from modules.postprocessing.face_restoration import api_entries, face_restorer_folders
 from modules.workflows.runner import JobKind
-
-SECRET_FLAGS = ("gradio_auth", "api_auth")
-
-
-def public_flags(args: argparse.Namespace) -> dict[str, Any]:
-    """vars(args) with credentials hidden (A1111 1.7 hides them from sysinfo too)."""
-    flags = dict(vars(args))
-    for key in SECRET_FLAGS:
-        if flags.get(key):
-            flags[key] = "<hidden>"
-    return flags
+from modules.workflows.sysinfo import public_flags
 
 
 def add_settings_routes(router: APIRouter, ctx: ApiContext) -> None:
@@ -74,7 +63,7 @@ def add_settings_routes(router: APIRouter, ctx: ApiContext) -> None:
 
     @router.get("/cmd-flags", response_model=dict[str, Any])
     async def get_cmd_flags() -> dict[str, Any]:
-        return public_flags(services.args)
+        return public_flags(vars(services.args))
 
 
 def add_listing_routes(router: APIRouter, ctx: ApiContext) -> None:

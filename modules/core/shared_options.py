@@ -49,6 +49,23 @@ CORE_OPTIONS: tuple[OptionInfo, ...] = (
     OptionInfo("save_txt", False, "Create a text file with infotext next to every image", SAVING),
     OptionInfo("save_write_log_csv", True, "Write log.csv when saving with the Save button", SAVING),
     OptionInfo(
+        "use_original_name_batch",
+        True,
+        "Use original name for output filename during batch process in extras tab",
+        SAVING,
+    ),
+    OptionInfo(
+        "notification_audio",
+        True,
+        "Play notification sound after image generation",
+        SAVING,
+        comment="notification.mp3 should be present in the data folder",
+        needs_reload_ui=True,
+    ),
+    OptionInfo(
+        "notification_volume", 100, "Notification sound volume", SAVING, "slider", minimum=0, maximum=100, step=1
+    ),
+    OptionInfo(
         "jpeg_quality", 80, "Quality for saved jpeg and webp images", SAVING, "slider", minimum=1, maximum=100, step=1
     ),
     OptionInfo("webp_lossless", False, "Use lossless compression for webp images", SAVING),

@@ -89,6 +89,7 @@ class CFGDenoiser:
     conditioning: Any = None  # the pass's PromptConditioning (A1111's p.c / p.uc are views of it)
     residuals: UNetResiduals | None = None  # ControlNet: extra UNet skip residuals per call
     pass_sigmas: torch.Tensor | None = None  # the pass's schedule, for the residuals' progress
+    _uncond_rows: int = field(default=0, init=False, repr=False)  # of the model call in flight
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         if self.control is not None:
@@ -180,17 +181,22 @@ class CFGDenoiser:
             cond = {"crossattn": context, "vector": pooled, "time_ids": time_ids}
         if image_cond is not None:
             cond["c_concat"] = [image_cond]
-        return self.wrap.inner(x_rows, sigma_rows, cond)
+        self._uncond_rows = uncond_rows  # for predict_x0 below, called back through the wrap
+        try:
+            return self.wrap.inner(x_rows, sigma_rows, cond)
+        finally:
+            self._uncond_rows = 0
 
     def predict_x0(self, x: torch.Tensor, sigma: torch.Tensor, cond: dict[str, Any]) -> torch.Tensor:
         """The model's x0 for rows x at sigma with an A1111 cond dict (the default inner model)."""
         if "crossattn" in cond:
             context, pooled, time_ids = cond["crossattn"], cond.get("vector"), cond.get("time_ids")
         else:
-            context, pooled, time_ids = torch.cat(cond["c_crossattn"]), None, None
+            context, pooled, time_ids = _joined(cond["c_crossattn"]), None, None
         concat = cond.get("c_concat")
-        image_cond = torch.cat(concat) if concat else None
-        return self._run((x, sigma, image_cond), context, pooled, time_ids)
+        image_cond = _joined(concat) if concat else None
+        uncond_rows = min(self._uncond_rows, x.shape[0])  # a wrapper may pass fewer rows
+        return self._run((x, sigma, image_cond), context, pooled, time_ids, uncond_rows=uncond_rows)
 
     def _run(
         self,
@@ -355,6 +361,11 @@ def combine_conds(x_out: torch.Tensor, conds_list: CondsList, n_uncond: int, con
         for row, weight in conds:
             denoised[image] += (x_out[row] - uncond[image]) * (weight * cond_scale)
     return denoised
+
+
+def _joined(parts: list[torch.Tensor]) -> torch.Tensor:
+    """ldm's list-of-tensors cond entries as one tensor (no copy for the usual single entry)."""
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def _text_arg(context: torch.Tensor, pooled: torch.Tensor | None) -> Any:

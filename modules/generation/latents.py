@@ -77,10 +77,15 @@ def _first_stage(vae: Any) -> Any:
     return first_stage_of(vae) if type(vae).__name__ == "AutoencoderKL" else None
 
 
+def cheap_rgb(latent: torch.Tensor, is_sdxl: bool) -> torch.Tensor:
+    """Latent [4, h, w] -> approximate RGB [3, h, w] in about [-1, 1] (A1111's cheap_approximation)."""
+    coefs = (_CHEAP_SDXL if is_sdxl else _CHEAP_SD).to(latent.device, latent.dtype)
+    return torch.einsum("lxy,lr->rxy", latent, coefs)
+
+
 def cheap_preview(latent: torch.Tensor, is_sdxl: bool) -> Image.Image:
     """'Approx cheap' live preview of one latent [4, h, w]."""
-    coefs = (_CHEAP_SDXL if is_sdxl else _CHEAP_SD).to(latent.device, latent.dtype)
-    rgb = torch.einsum("lxy,lr->rxy", latent, coefs)
+    rgb = cheap_rgb(latent, is_sdxl)
     arr = (torch.clamp((rgb + 1.0) / 2.0, 0.0, 1.0) * 255).byte().permute(1, 2, 0).cpu().numpy()
     return Image.fromarray(arr, "RGB")
 

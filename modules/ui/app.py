@@ -8,6 +8,8 @@ Tab order and hidden tabs follow the ui_tab_order / hidden_tabs settings.
 
 from __future__ import annotations
 
+import base64
+import contextvars
 import html
 import logging
 import threading
@@ -126,6 +128,7 @@ def create_ui(
         if pnginfo_parts:
             wire_pnginfo_send(ctx, pnginfo_parts)
         gr.HTML(_footer(services), elem_id="footer")
+        gr.HTML(notification_audio_html(services.paths.data_dir / "notification.mp3", settings), padding=False)
         _show_current_settings(demo, ctx, setting_components, json_box)
     registry = services.options.registry
     replaced = [
@@ -164,6 +167,15 @@ def _show_current_settings(demo: gr.Blocks, ctx: UiContext, components: dict[str
         return [*(gr.update(value=v) if v not in (None, "") else gr.update() for v in values), settings_json(options)]
 
     demo.load(current, outputs=[*(components[k] for k in keys), json_box], show_progress="hidden", queue=False)
+
+
+def notification_audio_html(sound: Path, settings: Any) -> str:
+    """A1111 plays notification.mp3 from its folder when images arrive (javascript/notification.js):
+    embedded in the page, so no file route has to share the data folder."""
+    if not settings["notification_audio"] or not sound.is_file():
+        return ""
+    data = base64.b64encode(sound.read_bytes()).decode("ascii")
+    return f'<audio id="audio_notification" preload="auto" src="data:audio/mpeg;base64,{data}"></audio>'
 
 
 def _footer(services: Services) -> str:
@@ -284,10 +296,15 @@ class UiHost:
             if failure:
                 raise failure[0]
             blocks, fresh_app = built[0]
+            # The new queue's tasks are started in an empty context: started from here they would
+            # inherit this event's Gradio context (in_event_listener, its request and Blocks) for
+            # good, and then every component update after the reload would be an uninitialised
+            # component ("'Gallery' object has no attribute 'info'").
+            swap = contextvars.Context().run
             try:
-                anyio.from_thread.run_sync(self._swap, blocks, fresh_app)
+                anyio.from_thread.run_sync(swap, self._swap, blocks, fresh_app)
             except RuntimeError:  # not in a worker thread of the server's loop (tests, scripts)
-                self._swap(blocks, fresh_app)
+                swap(self._swap, blocks, fresh_app)
 
     def _build(self) -> tuple[gr.Blocks, Any]:
         scratch = FastAPI()

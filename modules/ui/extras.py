@@ -56,9 +56,12 @@ def process_images(
         text = result.infotext
         existing = {str(k): v for k, v in image.info.items() if isinstance(k, str) and isinstance(v, str)}
         if settings["samples_save"] or output_dir:
+            original = bool(settings["use_original_name_batch"]) and bool(name)  # A1111: cat.png -> cat.png
             saved = save_image(
                 result.image,
                 outdir,
+                name if original else "",
+                forced_filename=name if original else None,
                 ctx=FilenameContext(basename=name),
                 options=options,
                 infotext=text,

@@ -178,6 +178,7 @@ def stream_job(
     """Submit `fn` for the caller (the same runner and quota as the API) and stream progress,
     then the result, into `panel`."""
     runner = ctx.services.runner
+    started = time.perf_counter()
     try:
         job = runner.submit(caller, kind, fn)
     except (QueueFull, ValueError) as exc:  # the caller's queue limit: said in the tab, nothing queued
@@ -204,15 +205,30 @@ def stream_job(
             panel.task_id: "",
         }
         return
-    yield result_updates(ctx, panel, result)
+    yield result_updates(ctx, panel, result, time.perf_counter() - started)
 
 
-def result_updates(ctx: UiContext, panel: OutputPanel, result: GenerationResult) -> dict[Component, Any]:
+def time_taken_html(seconds: float) -> str:
+    """A1111's footer under the generation info: "Time taken: 1 min. 2.3 sec."."""
+    minutes, rest = divmod(seconds, 60)
+    text = f"{rest:.1f} sec."
+    if minutes >= 1:
+        text = f"{int(minutes)} min. {text}"
+    return (
+        f'<div class="performance"><p class="time">Time taken: <wbr><span class="measurement">{text}</span></p></div>'
+    )
+
+
+def result_updates(
+    ctx: UiContext, panel: OutputPanel, result: GenerationResult, seconds: float | None = None
+) -> dict[Component, Any]:
     info = result.info
     comments = "; ".join(str(v) for v in result.p.comments.values() if isinstance(v, str))
     html_text = infotext_html(info, comments) if info else "<p>No images.</p>"
     if result.interrupted:
         html_text += "<p><b>Interrupted</b></p>"
+    if seconds is not None:
+        html_text += time_taken_html(seconds)
     return {
         panel.gallery: gallery_items(ctx, result),
         panel.progress: "",

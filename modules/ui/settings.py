@@ -17,6 +17,7 @@ from modules.core.options import OptionInfo, Options
 from modules.models.errors import ModelError
 from modules.ui.common import UiContext, caller_of_gradio
 from modules.ui.option_components import ChoicesFn, option_component, runtime_choices
+from modules.ui.settings_pages import build_actions_page, build_sysinfo_page
 from modules.workflows.settings import ApplyResult
 
 
@@ -90,6 +91,10 @@ def build_settings(
                     components[info.key] = component
         with gr.Tab("Defaults", id="settings_tab_defaults", elem_id="settings_tab_defaults", render_children=True):
             _defaults_page(ctx)
+        with gr.Tab("Actions", id="settings_tab_actions", elem_id="settings_tab_actions", render_children=True):
+            build_actions_page(ctx)
+        with gr.Tab("Sysinfo", id="settings_tab_sysinfo", elem_id="settings_tab_sysinfo", render_children=True):
+            build_sysinfo_page()
     keys = list(components)
 
     def apply(request: gr.Request, *values: Any) -> dict[Component, Any]:

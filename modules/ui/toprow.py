@@ -188,7 +188,14 @@ def _wire_toprow(
         inputs=[row.prompt, row.negative_prompt, row.styles],
         outputs=[row.prompt, row.negative_prompt, row.styles],
     )
-    clear.click(lambda: ("", ""), outputs=[row.prompt, row.negative_prompt], queue=False)
+    # A1111 asks "Delete prompt?" in the browser first; Cancel keeps both prompts
+    clear.click(
+        None,
+        inputs=[row.prompt, row.negative_prompt],
+        outputs=[row.prompt, row.negative_prompt],
+        js="(p, n) => confirm_clear_prompt(p, n)",
+        queue=False,
+    )
 
     def reload_styles(current: list[str] | None) -> Any:
         db.reload()
