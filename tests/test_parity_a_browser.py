@@ -4,6 +4,7 @@ job runs and after Interrupt, and with stored defaults that are no longer valid.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -221,3 +222,65 @@ def test_completion_plays_the_sound_and_notifies(browser_context: Any, live: Liv
         assert page.evaluate("() => window.__notified") == [["Stable Diffusion", "Generated 2 images"]]
     finally:
         page.close()
+
+
+def test_interrupt_after_some_steps_shows_the_partial_image_with_its_infotext(page: Any) -> None:
+    set_number(page, "txt2img_width", 64)
+    set_number(page, "txt2img_height", 64)
+    set_number(page, "txt2img_steps", 150)
+    set_number(page, "txt2img_batch_count", 1)
+    page.locator("#txt2img_prompt textarea").fill("a green triangle")
+    page.locator("#txt2img_generate").click()
+    page.wait_for_function(  # step k of 150 reached (k >= 3)
+        "() => { const m = /step (\\d+)\\/150/.exec(document.querySelector('#txt2img_progress').innerText);"
+        " return m && Number(m[1]) >= 3; }",
+        timeout=120000,
+    )
+    page.locator("#txt2img_interrupt").click()
+    info = wait_for_result(page, "txt2img")
+    assert "Interrupted" in info and "a green triangle" in info and "Steps: 150" in info
+    data = json.loads(page.locator("#generation_info_txt2img textarea").input_value())
+    assert len(data["infotexts"]) == 1 and "Steps: 150" in data["infotexts"][0]
+    assert page.locator("#txt2img_gallery img").count() == 1  # the image as made so far
+
+
+def choose_from_generate_menu(page: Any, entry: str) -> None:
+    page.locator("#txt2img_generate").click(button="right")
+    page.locator("#context-menu a", has_text=entry).first.click()
+
+
+def test_generate_forever_from_the_right_click_menu_and_cancel(page: Any, live: LiveServer) -> None:
+    jobs = live.services.jobs
+    set_number(page, "txt2img_width", 64)
+    set_number(page, "txt2img_height", 64)
+    set_number(page, "txt2img_steps", 2)
+    set_number(page, "txt2img_batch_count", 1)
+    before = len(jobs.finished())
+    page.evaluate(
+        "() => { window.__clicks = 0; document.querySelector('#txt2img_generate')"
+        ".addEventListener('click', () => { window.__clicks += 1; }); }"
+    )
+    choose_from_generate_menu(page, "Generate forever")
+    seeds: set[str] = set()
+    deadline = time.monotonic() + 240
+    while len(seeds) < 3:  # results keep coming, each a new job with its own seed
+        assert time.monotonic() < deadline, f"only {len(seeds)} results"
+        seeds.update(re.findall(r"Seed: (\d+)", page.locator("#html_info_txt2img").inner_text()))
+        page.wait_for_timeout(100)
+    choose_from_generate_menu(page, "Cancel generate forever")
+    assert page.evaluate("() => Object.keys(generateForeverTimers).length") == 0
+    clicks = wait_for_clicked_jobs(page, jobs, before)
+    assert clicks >= 3
+    page.locator("#txt2img_generate").click()  # by hand: exactly one more job
+    assert wait_for_clicked_jobs(page, jobs, before) == clicks + 1
+
+
+def wait_for_clicked_jobs(page: Any, jobs: Any, before: int) -> int:
+    """Until every Generate click's job has ended; -> the number of clicks."""
+    deadline = time.monotonic() + 120
+    while True:
+        clicks = int(page.evaluate("() => window.__clicks"))
+        if len(jobs.finished()) - before >= clicks and not jobs.pending() and jobs.current() is None:
+            return clicks
+        assert time.monotonic() < deadline, "the jobs did not end"
+        page.wait_for_timeout(100)
