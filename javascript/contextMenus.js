@@ -61,7 +61,8 @@ document.addEventListener("contextmenu", function(event) {
 });
 
 document.addEventListener("click", function(event) {
-    if (!event.target.closest || !event.target.closest("#context-menu")) {
+    // a user's click elsewhere closes the menu; Generate forever's own clicks on Generate do not
+    if (event.isTrusted && (!event.target.closest || !event.target.closest("#context-menu"))) {
         hideContextMenu();
     }
 });
