@@ -252,6 +252,15 @@ def test_a_model_no_live_worker_has_is_named(cluster: Cluster) -> None:
     assert "tiny-sd1.safetensors" in answer.text  # what the workers do have
 
 
+def test_switching_the_checkpoint_loads_nothing_on_the_front_end(cluster: Cluster) -> None:
+    live = cluster.live
+    with httpx.Client(base_url=live.url, auth=AUTH["user3"], timeout=120) as client:
+        answer = client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "tiny-sd1"})
+        assert answer.status_code == 200, answer.text
+        assert client.get("/sdapi/v1/options").json()["sd_model_checkpoint"].startswith("tiny-sd1")
+    assert live.services.models.active is None  # the workers load models; the front end only routes
+
+
 def test_a_worker_killed_mid_job_loses_nothing(cluster: Cluster) -> None:
     live = cluster.live
     out: dict[str, httpx.Response] = {}

@@ -167,7 +167,7 @@ def assemble_services(
         users=users,
         access=access,
         runner=runner,
-        settings=SettingsService(options, models, runner, access),
+        settings=SettingsService(options, models, runner, access, load_models=slots is None),
         training=build_training_service(
             paths=paths,
             models=models,

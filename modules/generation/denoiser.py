@@ -11,7 +11,8 @@ A1111 semantics (k-diffusion CompVis wrappers + CFGDenoiser):
   inputs and conds), on_cfg_denoised on the model outputs, Script.on_mask_blend on the blend,
   on_cfg_after_cfg on the result;
 - with extensions, the model calls and the CFG combine go through the job's A1111 objects
-  (`wrap`: p.sampler.model_wrap_cfg's inner_model and combine_denoised), which they may replace.
+  (`wrap`: p.sampler.model_wrap_cfg's inner_model and combine_denoised), which they may replace;
+  when they replace its forward, that runs the whole step (and may call our cfg_step).
 """
 
 from __future__ import annotations
@@ -89,12 +90,31 @@ class CFGDenoiser:
     conditioning: Any = None  # the pass's PromptConditioning (A1111's p.c / p.uc are views of it)
     residuals: UNetResiduals | None = None  # ControlNet: extra UNet skip residuals per call
     pass_sigmas: torch.Tensor | None = None  # the pass's schedule, for the residuals' progress
+    _uncond_rows: int = field(default=0, init=False, repr=False)  # of the model call in flight
+    _hold_step: bool = field(default=False, init=False, repr=False)  # inside an extension's forward
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         if self.control is not None:
             self.control.check()
         if self.wrap is not None:
             self.wrap.bind(self)
+            if self.wrap.forward_replaced():
+                return self._replaced_step(x, sigma)
+        return self.cfg_step(x, sigma)
+
+    def _replaced_step(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """An extension's CFGDenoiser.forward runs the whole step (Tiled Diffusion, DemoFusion); the
+        step advances once however often it calls our cfg_step (e.g. once per tile)."""
+        assert self.wrap is not None
+        step, self._hold_step = self.step, True
+        try:
+            return self.wrap.forward(x, sigma)
+        finally:
+            self._hold_step = False
+            self.step = step + 1
+
+    def cfg_step(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """One CFG step of our own (A1111's original CFGDenoiser.forward)."""
         conds = self.conds_at(self.step)
         batch = x.shape[0]
         images = list(range(batch))
@@ -153,7 +173,8 @@ class CFGDenoiser:
             denoised = blended
         if events is not None and events.after_cfg:
             denoised = events.after_cfg_step(denoised)
-        self.step += 1  # per model call, as A1111 (schedules use steps x the sampler's call multiplier)
+        if not self._hold_step:  # per model call, as A1111 (schedules use steps x the sampler's call multiplier)
+            self.step += 1
         return denoised
 
     @staticmethod
@@ -180,17 +201,22 @@ class CFGDenoiser:
             cond = {"crossattn": context, "vector": pooled, "time_ids": time_ids}
         if image_cond is not None:
             cond["c_concat"] = [image_cond]
-        return self.wrap.inner(x_rows, sigma_rows, cond)
+        self._uncond_rows = uncond_rows  # for predict_x0 below, called back through the wrap
+        try:
+            return self.wrap.inner(x_rows, sigma_rows, cond)
+        finally:
+            self._uncond_rows = 0
 
     def predict_x0(self, x: torch.Tensor, sigma: torch.Tensor, cond: dict[str, Any]) -> torch.Tensor:
         """The model's x0 for rows x at sigma with an A1111 cond dict (the default inner model)."""
         if "crossattn" in cond:
             context, pooled, time_ids = cond["crossattn"], cond.get("vector"), cond.get("time_ids")
         else:
-            context, pooled, time_ids = torch.cat(cond["c_crossattn"]), None, None
+            context, pooled, time_ids = _joined(cond["c_crossattn"]), None, None
         concat = cond.get("c_concat")
-        image_cond = torch.cat(concat) if concat else None
-        return self._run((x, sigma, image_cond), context, pooled, time_ids)
+        image_cond = _joined(concat) if concat else None
+        uncond_rows = min(self._uncond_rows, x.shape[0])  # a wrapper may pass fewer rows
+        return self._run((x, sigma, image_cond), context, pooled, time_ids, uncond_rows=uncond_rows)
 
     def _run(
         self,
@@ -355,6 +381,11 @@ def combine_conds(x_out: torch.Tensor, conds_list: CondsList, n_uncond: int, con
         for row, weight in conds:
             denoised[image] += (x_out[row] - uncond[image]) * (weight * cond_scale)
     return denoised
+
+
+def _joined(parts: list[torch.Tensor]) -> torch.Tensor:
+    """ldm's list-of-tensors cond entries as one tensor (no copy for the usual single entry)."""
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def _text_arg(context: torch.Tensor, pooled: torch.Tensor | None) -> Any:

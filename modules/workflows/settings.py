@@ -42,11 +42,21 @@ class ApplyResult:
 
 
 class SettingsService:
-    def __init__(self, options: Options, models: ModelManager, runner: JobRunner, access: AccessPolicy):
+    def __init__(
+        self,
+        options: Options,
+        models: ModelManager,
+        runner: JobRunner,
+        access: AccessPolicy,
+        *,
+        load_models: bool = True,
+    ):
         self.options = options
         self.models = models
         self.runner = runner
         self.access = access
+        # False on a scale-out front end: the workers load checkpoints, this process only stores the choice
+        self.load_models = load_models
 
     def prepare(
         self, caller: Caller, values: Mapping[str, Any], *, from_api: bool = False, strict: bool = False
@@ -88,6 +98,9 @@ class SettingsService:
         return self.runner.submit(change.caller, JobKind.LOAD_MODEL, lambda _: self._load_and_store(info))
 
     def _load_and_store(self, info: CheckpointInfo) -> str:
+        if not self.load_models:
+            self.options.update({CHECKPOINT: info.title})
+            return str(info.title)
         loaded = self.models.load(info)
         self.options.update({CHECKPOINT: loaded.checkpoint.title})  # the title with its hash once known
         return str(loaded.checkpoint.title)
