@@ -1,18 +1,19 @@
 """A1111's `modules.sd_samplers_common` for extensions: SamplerData, the interrupt exception,
-preview modes and img2img step arithmetic. A1111's Sampler base class is not offered: our
-samplers run inside modules.generation; `p.sampler` is modules.sd_samplers_kdiffusion's
-KDiffusionSampler (docs/extensions.md)."""
+preview modes, img2img step arithmetic and the Sampler base class (its attributes, and methods
+extensions wrap on the class); our samplers run inside modules.generation; `p.sampler` is
+modules.sd_samplers_kdiffusion's KDiffusionSampler, a Sampler (docs/extensions.md)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from modules.extension_host.compat_sampler import SamplerData
+from modules.extension_host.compat_sampler import Sampler, SamplerData
 from modules.extension_host.facade import current, is_bound
 
 __all__ = [
     "InterruptedException",
+    "Sampler",
     "SamplerData",
     "approximation_indexes",
     "no_constructor",

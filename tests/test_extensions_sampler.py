@@ -64,6 +64,7 @@ def _probe(result: GenerationResult) -> dict[str, Any]:
 
 def test_scripts_see_an_a1111_sampler_in_process(host: ExtensionHost, env: GenEnv) -> None:
     probe = _probe(_run(env, "probe", sampler_name="DPM++ 2M"))
+    assert probe["base"] and probe["base_attrs"] == (0.0, 1.0, "Eta", None)  # sd_samplers_common.Sampler
     assert probe["sampler"] and probe["compvis"] and probe["cfg"] and probe["inner_is_wrap"] and probe["wrap_model"]
     assert (probe["name"], probe["funcname"]) == ("DPM++ 2M", "sample_dpmpp_2m")
     assert probe["sigmas"] == 1000 and probe["karras"] == 6
@@ -200,3 +201,47 @@ def test_the_wrapped_model_call_keeps_the_uncond_row_count(monkeypatch: pytest.M
     rows = (torch.zeros(3, 4, 2, 2), torch.ones(3), None)
     denoiser._model(rows, torch.zeros(3, 77, 8), None, None, uncond_rows=1)
     assert seen == [1] and denoiser._uncond_rows == 0
+
+
+def test_a_replaced_cfg_forward_runs_each_step_with_a1111_arguments(
+    host: ExtensionHost, env: GenEnv, before: dict[str, np.ndarray]
+) -> None:
+    result = _run(env, "same")
+    probe = _probe(result)
+    assert probe["steps"] == [0, 1, 2]
+    assert probe["kwargs"] == ["cond", "cond_scale", "image_cond", "s_min_uncond", "uncond"]
+    assert probe["cond"] == ("MulticondLearnedConditioning", 1, 7.0)
+    assert np.array_equal(pixels(result.images[0]), before["sd1"])  # the original forward is our step
+
+
+def test_a_forward_that_tiles_the_latent_gives_a_stitched_image(
+    host: ExtensionHost, env: GenEnv, before: dict[str, np.ndarray]
+) -> None:
+    result = _run(env, "tiles")
+    probe = _probe(result)
+    assert probe["steps"] == [0, 1, 2]  # one step per sampler call, though our step ran per tile
+    assert probe["tile_widths"] == [(4, 4)] * 3
+    image = pixels(result.images[0])
+    assert image.shape == before["sd1"].shape and np.isfinite(image).all() and image.std() > 1
+    assert not np.array_equal(image, before["sd1"])  # each half was denoised without the other
+
+
+def test_replacing_cfg_forward_on_the_class_changes_the_image_and_undoing_restores_it(
+    host: ExtensionHost, env: GenEnv, before: dict[str, np.ndarray]
+) -> None:
+    scaled = pixels(_run(env, "scale").images[0])
+    assert not np.array_equal(scaled, before["sd1"])
+    assert np.array_equal(pixels(_run(env, "").images[0]), before["sd1"])
+
+
+def test_a_swapped_create_sampler_makes_p_sampler_and_its_hooks_apply(
+    host: ExtensionHost, env: GenEnv, before: dict[str, np.ndarray]
+) -> None:
+    from modules import sd_samplers
+    from modules.extension_host.compat_sampler import create_sampler
+
+    result = _run(env, "swap")
+    assert _probe(result)["made"] == ["Euler"]
+    assert not np.array_equal(pixels(result.images[0]), before["sd1"])  # its inner_model hook ran
+    assert sd_samplers.create_sampler is create_sampler  # restored by the extension
+    assert np.array_equal(pixels(_run(env, "").images[0]), before["sd1"])

@@ -10,6 +10,10 @@ import argparse
 from collections.abc import Callable, Sequence
 
 # Flags A1111 still accepts but that do nothing; kept so old launch scripts do not break.
+# The CPU compute backends of the UNet and VAE (modules.generation.speed.openvino); "auto" picks
+# the one measured fastest and correct for the machine (docs/benchmarks.md).
+CPU_BACKENDS = ("torch", "openvino", "openvino-bf16", "auto")
+
 _NO_EFFECT_FLAGS = (
     "--max-batch-count",
     "--always-batch-cond-uncond",
@@ -149,6 +153,12 @@ def _add_devices(p: argparse.ArgumentParser) -> None:
     g.add_argument("--use-cpu", nargs="+", default=[], help="'all' or modules to run on the CPU")
     g.add_argument("--device-id", default=None)
     g.add_argument("--use-ipex", action="store_true")
+    g.add_argument(
+        "--cpu-backend",
+        choices=CPU_BACKENDS,
+        default=None,
+        help="UNet/VAE compute on the CPU: torch, openvino (fp32), openvino-bf16, auto (setting cpu_compute_backend)",
+    )
     for flag in (
         "--xformers",
         "--force-enable-xformers",

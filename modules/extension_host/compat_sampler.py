@@ -5,7 +5,10 @@
   `sampler_extra_args`, `config` (SamplerData), `funcname`, `steps`;
 - `CFGDenoiser`: what the sampler calls each step. Our denoise loop (modules.generation.denoiser)
   calls its `inner_model(x, sigma, cond=...)` for every model pass and its `combine_denoised` for
-  CFG, so replacing either, on the instance or on the class, takes effect;
+  CFG, so replacing either, on the instance or on the class, takes effect; a replaced `forward`
+  (instance or class) runs each whole step instead, and may call the original on tiles of x;
+- `p.sampler` comes from `modules.sd_samplers.create_sampler` as it is at the time, so a swapped
+  one (Tiled Diffusion) makes it;
 - the k-diffusion wrapper classes (k_diffusion.external re-exports them).
 
 Samplers still run inside our pipeline: `KDiffusionSampler.sample` is not offered. An extension
@@ -16,6 +19,7 @@ sampler that the object was made for.
 
 from __future__ import annotations
 
+import sys
 from collections import namedtuple
 from collections.abc import Callable
 from typing import Any
@@ -239,11 +243,17 @@ class CFGDenoiser(torch.nn.Module):
         s_min_uncond: float | None = None,
         image_cond: Any = None,
     ) -> torch.Tensor:
-        """One CFG step with the job's conds (A1111's signature; the cond arguments are the job's)."""
+        """One CFG step of our pipeline on x (A1111's signature; the cond arguments are the job's).
+
+        Extensions that replace forward call this one from theirs, maybe on parts of x (tiles)."""
         denoiser = getattr(self.sampler, "bound", None)
         if denoiser is None:
             raise RuntimeError("CFGDenoiser runs only while its job samples")
-        return denoiser(x, sigma)
+        result: torch.Tensor = denoiser.cfg_step(x, sigma)
+        return result
+
+
+_ORIGINAL_FORWARD = CFGDenoiser.forward  # replacing it (class or instance) hands extensions the step
 
 
 class CFGDenoiserKDiffusion(CFGDenoiser):
@@ -253,29 +263,46 @@ class CFGDenoiserKDiffusion(CFGDenoiser):
 # --- the sampler ----------------------------------------------------------------------------
 
 
-class KDiffusionSampler:
-    """A1111's `p.sampler` for a sampler of our registry."""
+class Sampler:
+    """A1111's sampler base class (modules.sd_samplers_common.Sampler): the attributes extensions
+    read, and methods they wrap on the class. Sampling itself runs inside our pipeline."""
 
-    def __init__(self, funcname: str, sd_model: Any, options: dict[str, Any] | None = None, *, spec: SamplerSpec):
-        self.spec = spec
+    def __init__(self, funcname: str) -> None:
         self.funcname = funcname
-        self.extra_params = list(spec.extra_params)
-        self.options = dict(options or spec.options)
-        self.sd_model = sd_model
-        wrap_class = _JobVDenoiser if _is_v_model(sd_model) else _JobEpsDenoiser
-        self.model_wrap = wrap_class(sd_model)
-        self.model_wrap.sampler = self
-        self.model_wrap_cfg: CFGDenoiser = CFGDenoiserKDiffusion(self)
+        self.func: Any = None
+        self.extra_params: list[str] = []
         self.sampler_extra_args: dict[str, Any] = {}
         self.config: Any = None
+        self.options: dict[str, Any] = {}
+        self.model_wrap: Any = None
+        self.model_wrap_cfg: Any = None
         self.p: Any = None
         self.steps: int | None = None
         self.eta: float | None = None
+        self.eta_option_field = "eta_ancestral"
+        self.eta_infotext_field = "Eta"
+        self.eta_default = 1.0
         self.s_min_uncond: float | None = None
+        self.s_churn = 0.0
+        self.s_tmin = 0.0
+        self.s_tmax = float("inf")
+        self.s_noise = 1.0
         self.last_latent: torch.Tensor | None = None
         self.stop_at: int | None = None
-        self.conditioning_key = "crossattn-adm" if getattr(sd_model, "is_sdxl", False) else "crossattn"
-        self.bound: Any = None  # the pipeline's denoiser now running (base or refiner)
+        self.conditioning_key = "crossattn"
+
+    def callback_state(self, d: dict[str, Any]) -> None:
+        """A1111 calls this after each step with {"i", "denoised", ...}: keeps the latest latent."""
+        self.last_latent = d.get("denoised", self.last_latent)
+
+    def number_of_needed_noises(self, p: Any) -> int:
+        return int(p.steps)
+
+    def initialize(self, p: Any) -> dict[str, Any]:
+        self.p = p
+        self.eta = getattr(p, "eta", None)
+        self.s_min_uncond = getattr(p, "s_min_uncond", None)
+        return {}
 
     def sample(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("samplers run inside this web UI's pipeline: set p.sampler_name instead")
@@ -287,6 +314,23 @@ class KDiffusionSampler:
 
     def stop(self) -> None:
         """See interrupt()."""
+
+
+class KDiffusionSampler(Sampler):
+    """A1111's `p.sampler` for a sampler of our registry."""
+
+    def __init__(self, funcname: str, sd_model: Any, options: dict[str, Any] | None = None, *, spec: SamplerSpec):
+        super().__init__(funcname)
+        self.spec = spec
+        self.extra_params = list(spec.extra_params)
+        self.options = dict(options or spec.options)
+        self.sd_model = sd_model
+        wrap_class = _JobVDenoiser if _is_v_model(sd_model) else _JobEpsDenoiser
+        self.model_wrap = wrap_class(sd_model)
+        self.model_wrap.sampler = self
+        self.model_wrap_cfg: CFGDenoiser = CFGDenoiserKDiffusion(self)
+        self.conditioning_key = "crossattn-adm" if getattr(sd_model, "is_sdxl", False) else "crossattn"
+        self.bound: Any = None  # the pipeline's denoiser now running (base or refiner)
 
     def get_sigmas(self, p: Any, steps: int) -> torch.Tensor:
         return self.model_wrap.get_sigmas(steps)
@@ -328,12 +372,20 @@ def create_sampler(name: str, model: Any) -> Any:
     return sampler
 
 
+def current_create_sampler() -> Callable[[str, Any], Any]:
+    """`modules.sd_samplers.create_sampler` as it is now: extensions swap it (Tiled Diffusion hooks
+    the sampler it makes), so it is looked up at each call, not bound at import."""
+    facade = sys.modules.get("modules.sd_samplers")  # not imported: nobody can have swapped it
+    made: Callable[[str, Any], Any] = getattr(facade, "create_sampler", create_sampler)
+    return made
+
+
 def sampler_for_job(p: Any) -> KDiffusionSampler | None:
     """`p.sampler` for scripts before sampling: the job's sampler on the loaded model."""
     model = getattr(p, "sd_model", None)
     if getattr(model, "alphas_cumprod", None) is None or find_sampler_config(getattr(p, "sampler_name", None)) is None:
         return None
-    sampler = create_sampler(p.sampler_name, model)
+    sampler = current_create_sampler()(p.sampler_name, model)
     return sampler if isinstance(sampler, KDiffusionSampler) else None
 
 
@@ -374,6 +426,24 @@ class JobCFGWrap:
         result: torch.Tensor = self.sampler.model_wrap_cfg.combine_denoised(x_out, conds_list, uncond, cond_scale)
         return result
 
+    def forward_replaced(self) -> bool:
+        cfg = self.sampler.model_wrap_cfg
+        return "forward" in vars(cfg) or type(cfg).forward is not _ORIGINAL_FORWARD
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        extra = self.sampler.sampler_extra_args
+        p = self.sampler.p
+        result: torch.Tensor = self.sampler.model_wrap_cfg.forward(
+            x,
+            sigma,
+            uncond=getattr(p, "uc", None),
+            cond=getattr(p, "c", None),
+            cond_scale=extra.get("cond_scale"),
+            s_min_uncond=extra.get("s_min_uncond"),
+            image_cond=extra.get("image_cond"),
+        )
+        return result
+
 
 def cfg_wrap_for(p: Any, sampler_name: str) -> JobCFGWrap | None:
     """The A1111 sampler of a pass: p.sampler when it was made for this sampler name (what scripts
@@ -383,8 +453,10 @@ def cfg_wrap_for(p: Any, sampler_name: str) -> JobCFGWrap | None:
     if getattr(model, "alphas_cumprod", None) is None or config is None:
         return None
     sampler = getattr(p, "sampler", None)
-    if not isinstance(sampler, KDiffusionSampler) or sampler.config is not config:
-        sampler = create_sampler(sampler_name, model)
+    make = current_create_sampler()
+    # a swapped create_sampler is asked each pass, as A1111 does (it may hook what it returns)
+    if make is not create_sampler or not isinstance(sampler, KDiffusionSampler) or sampler.config is not config:
+        sampler = make(sampler_name, model)
         if not isinstance(sampler, KDiffusionSampler):
             return None
         p.sampler = sampler

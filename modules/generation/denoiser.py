@@ -11,7 +11,8 @@ A1111 semantics (k-diffusion CompVis wrappers + CFGDenoiser):
   inputs and conds), on_cfg_denoised on the model outputs, Script.on_mask_blend on the blend,
   on_cfg_after_cfg on the result;
 - with extensions, the model calls and the CFG combine go through the job's A1111 objects
-  (`wrap`: p.sampler.model_wrap_cfg's inner_model and combine_denoised), which they may replace.
+  (`wrap`: p.sampler.model_wrap_cfg's inner_model and combine_denoised), which they may replace;
+  when they replace its forward, that runs the whole step (and may call our cfg_step).
 """
 
 from __future__ import annotations
@@ -90,12 +91,30 @@ class CFGDenoiser:
     residuals: UNetResiduals | None = None  # ControlNet: extra UNet skip residuals per call
     pass_sigmas: torch.Tensor | None = None  # the pass's schedule, for the residuals' progress
     _uncond_rows: int = field(default=0, init=False, repr=False)  # of the model call in flight
+    _hold_step: bool = field(default=False, init=False, repr=False)  # inside an extension's forward
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         if self.control is not None:
             self.control.check()
         if self.wrap is not None:
             self.wrap.bind(self)
+            if self.wrap.forward_replaced():
+                return self._replaced_step(x, sigma)
+        return self.cfg_step(x, sigma)
+
+    def _replaced_step(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """An extension's CFGDenoiser.forward runs the whole step (Tiled Diffusion, DemoFusion); the
+        step advances once however often it calls our cfg_step (e.g. once per tile)."""
+        assert self.wrap is not None
+        step, self._hold_step = self.step, True
+        try:
+            return self.wrap.forward(x, sigma)
+        finally:
+            self._hold_step = False
+            self.step = step + 1
+
+    def cfg_step(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """One CFG step of our own (A1111's original CFGDenoiser.forward)."""
         conds = self.conds_at(self.step)
         batch = x.shape[0]
         images = list(range(batch))
@@ -154,7 +173,8 @@ class CFGDenoiser:
             denoised = blended
         if events is not None and events.after_cfg:
             denoised = events.after_cfg_step(denoised)
-        self.step += 1  # per model call, as A1111 (schedules use steps x the sampler's call multiplier)
+        if not self._hold_step:  # per model call, as A1111 (schedules use steps x the sampler's call multiplier)
+            self.step += 1
         return denoised
 
     @staticmethod

@@ -307,7 +307,12 @@ class GenerationService:
         infotexts: list[str] = []
         saved: list[str] = []
         interrupted = False
-        with tiling_patch(model, p.tiling), speed_patches(model, SpeedSettings.for_job(p), cache=self.speed_cache):
+        with (
+            tiling_patch(model, p.tiling),
+            speed_patches(
+                model, SpeedSettings.for_job(p), cache=self.speed_cache, cache_dir=self.paths.cache_dir / "openvino"
+            ),
+        ):
             for n in range(p.n_iter):
                 if control.interrupted.is_set() or control.stopping_after_current.is_set():
                     interrupted = control.interrupted.is_set()

@@ -51,6 +51,15 @@ class CFGWrap(Protocol):
         """A1111 `CFGDenoiser.combine_denoised`."""
         ...
 
+    def forward_replaced(self) -> bool:
+        """True when an extension replaced `CFGDenoiser.forward` (instance or class): it then runs
+        each whole CFG step through `forward` instead of the loop's own CFG."""
+        ...
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """The replaced `CFGDenoiser.forward(x, sigma, uncond=, cond=, cond_scale=, ...)` of the step."""
+        ...
+
 
 class ScriptHooks:
     """No-op hooks; subclass and override what you need."""

@@ -16,17 +16,19 @@ import logging
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from modules.generation.speed.attention import attention_backend, upcast_attention
 from modules.generation.speed.compilation import CompileCache, compiled_unet
+from modules.generation.speed.openvino import OpenVinoModels, openvino_available, openvino_backend
 from modules.generation.speed.settings import SpeedSettings
 from modules.generation.speed.taesd import TaesdDecoders
 from modules.generation.speed.tome import TokenMergingState, token_merging
 from modules.generation.speed.vae import VaeMode, vae_mode
-from modules.models.ldm_views import called_unet
+from modules.models.ldm_views import called_unet, first_stage_of, is_diffusers_unet
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ class SpeedCache:
 
     compile: CompileCache = field(default_factory=CompileCache)
     taesd: TaesdDecoders = field(default_factory=TaesdDecoders)
+    openvino: OpenVinoModels = field(default_factory=OpenVinoModels)
 
 
 @dataclass
@@ -52,6 +55,7 @@ class SpeedReport:
     vae_slicing: bool = False
     compiled: bool = False
     upcast_layers: int = 0  # attention layers computing in fp32 (upcast_attn)
+    openvino: list[str] = field(default_factory=list)  # modules routed through OpenVINO ("unet", "vae_decoder", ...)
     notes: list[str] = field(default_factory=list)
 
 
@@ -63,11 +67,13 @@ def speed_patches(
     cache: SpeedCache | None = None,
     allow_compile_on_cpu: bool = False,
     compile_backend: str = "inductor",
+    cache_dir: Path | None = None,
 ) -> Iterator[SpeedReport]:
     """Apply `settings` to `model` (a LoadedModel or anything with .unet and .vae) while inside.
 
     `allow_compile_on_cpu`/`compile_backend` exist for tests; torch.compile is otherwise used on
-    CUDA only (on CPU the inductor build costs minutes and gains little).
+    CUDA only (on CPU the inductor build costs minutes and gains little). `cache_dir`: where the
+    OpenVINO backend keeps converted models (None: in memory only).
     """
     unet, vae = model.unet, model.vae
     report = SpeedReport()
@@ -91,6 +97,8 @@ def speed_patches(
         if settings.channels_last:
             stack.enter_context(_channels_last([unet, vae]))
             report.channels_last = True
+        if settings.cpu_backend != "torch":
+            report.openvino = _maybe_openvino(stack, model, settings.cpu_backend, cache, cache_dir, report)
         if settings.torch_compile:
             report.compiled = _maybe_compile(stack, unet, cache, report, allow_compile_on_cpu, compile_backend)
         yield report
@@ -109,6 +117,43 @@ def _maybe_compile(
     # generation calls the ldm-shaped view (its forward is what extensions may replace): compile that
     stack.enter_context(compiled_unet(called_unet(unet), (cache or SpeedCache()).compile, backend=backend))
     return True
+
+
+def _maybe_openvino(
+    stack: ExitStack, model: Any, backend: str, cache: SpeedCache | None, cache_dir: Path | None, report: SpeedReport
+) -> list[str]:
+    unet, vae = model.unet, model.vae
+    device = next(unet.parameters()).device
+    why = None
+    if not openvino_available():
+        why = "the openvino package is not installed (pip install openvino)"
+    elif device.type != "cpu":
+        why = f"the UNet runs on {device.type}, OpenVINO is used for CPU inference"
+    elif "_hf_hook" in unet.__dict__:
+        why = "the UNet is offloaded (--medvram/--lowvram)"
+    if why is not None:
+        report.notes.append(f"{backend} not used: {why}")
+        log.warning("cpu_compute_backend=%s not used: %s; PyTorch runs", backend, why)
+        return []
+    modules = _openvino_modules(unet, vae)
+    precision = "bf16" if backend.endswith("bf16") else "f32"
+    models = (cache or SpeedCache()).openvino
+    return stack.enter_context(
+        openvino_backend(modules, models, precision=precision, cache_dir=cache_dir, notes=report.notes)
+    )
+
+
+def _openvino_modules(unet: Any, vae: Any) -> dict[str, tuple[str, torch.nn.Module]]:
+    """What generation calls (the ldm-shaped views) and the diffusers modules (direct callers,
+    tiled VAE), with the call layout of each; the label names the converted files."""
+    modules: dict[str, tuple[str, torch.nn.Module]] = {"unet_diffusers": ("unet", unet)}
+    if is_diffusers_unet(unet):
+        modules["unet"] = ("ldm", called_unet(unet))
+    modules |= {"vae_decoder_diffusers": ("plain", vae.decoder), "vae_encoder_diffusers": ("plain", vae.encoder)}
+    if type(vae).__name__ == "AutoencoderKL":
+        view = first_stage_of(vae)
+        modules |= {"vae_decoder": ("plain", view.decoder), "vae_encoder": ("plain", view.encoder)}
+    return modules
 
 
 @contextmanager

@@ -12,11 +12,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from modules.core.cmd_args import CPU_BACKENDS
 from modules.core.options import OptionInfo
 from modules.generation.speed.attention import ATTENTION_CHOICES
+from modules.generation.speed.openvino import openvino_available
 from modules.generation.speed.tome import MAX_RATIO
 
 OPTIMIZATIONS = ("optimizations", "Optimizations")
+
+# Measured on the reference machine (docs/benchmarks.md, "OpenVINO"): what "auto" means.
+# OpenVINO fp32 used ~25% less CPU time per SD1.5 step than PyTorch; bf16 (no AMX here) was slower
+# than both. The default stays torch: the first use of each model/LoRA set costs minutes.
+DEFAULT_CPU_BACKEND = "torch"
+AUTO_CPU_BACKEND = "openvino"
 
 TOKEN_MERGING_INFO = "0=disable, higher=faster; merges similar tokens in the UNet's self-attention (quality cost)"
 
@@ -98,6 +106,17 @@ def speed_options(args: argparse.Namespace | None = None) -> tuple[OptionInfo, .
             OPTIMIZATIONS,
             comment="first image after a change of size, model or options is slow (compiling)",
         ),
+        OptionInfo(
+            "cpu_compute_backend",
+            str(getattr(args, "cpu_backend", None) or DEFAULT_CPU_BACKEND),
+            "Compute backend for the UNet and VAE on the CPU",
+            OPTIMIZATIONS,
+            "radio",
+            CPU_BACKENDS,
+            comment="openvino needs the openvino package; the first image per model, size and LoRA set "
+            "converts and compiles (minutes for SD1.5), cached on disk; auto = " + AUTO_CPU_BACKEND + " where "
+            "installed (--cpu-backend)",
+        ),
     )
 
 
@@ -172,6 +191,7 @@ class SpeedSettings:
     vae_slicing: bool = False
     torch_compile: bool = False
     upcast_attn: bool = False  # A1111's "Upcast cross attention layer to float32" (shared_options)
+    cpu_backend: str = "torch"  # torch | openvino | openvino-bf16 ("auto" already resolved)
 
     @classmethod
     def from_options(
@@ -199,6 +219,7 @@ class SpeedSettings:
             vae_slicing=bool(opts.get("vae_slicing", False)),
             torch_compile=bool(opts.get("unet_torch_compile", False)),
             upcast_attn=bool(opts.get("upcast_attn", False)),
+            cpu_backend=resolve_cpu_backend(str(opts.get("cpu_compute_backend", DEFAULT_CPU_BACKEND))),
         )
 
     @classmethod
@@ -212,3 +233,12 @@ class SpeedSettings:
             job_ratio=float(getattr(p, "token_merging_ratio", 0.0) or 0.0),
             job_ratio_hr=float(getattr(p, "token_merging_ratio_hr", 0.0) or 0.0),
         )
+
+
+def resolve_cpu_backend(choice: str) -> str:
+    """The backend a setting value means ("auto" -> the measured choice); unknown values are refused."""
+    if choice not in CPU_BACKENDS:
+        raise ValueError(f"cpu_compute_backend must be one of {', '.join(CPU_BACKENDS)}, got {choice!r}")
+    if choice != "auto":
+        return choice
+    return AUTO_CPU_BACKEND if openvino_available() else "torch"

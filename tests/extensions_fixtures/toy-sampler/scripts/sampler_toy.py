@@ -9,6 +9,15 @@ Mode (the script argument):
            constructor swaps in a CFGDenoiserKDiffusion subclass that halves the CFG scale;
            p.sampler_name points at it for the batch
   conds    p.setup_conds() / p.get_conds() in process_batch, p.c / p.uc again after sampling
+  same     replace p.sampler.model_wrap_cfg.forward (instance) by one that calls the original on
+           the whole latent, recording the arguments it gets
+  tiles    Tiled Diffusion's pattern: the replaced forward runs the original on the left and the
+           right half of the latent and stitches them
+  scale    replace CFGDenoiser.forward on the class: the original's x0 times 0.9 (undone in
+           postprocess)
+  swap     swap sd_samplers.create_sampler (restored in postprocess) for one that records the
+           names it makes and hooks inner_model.forward of what it makes (x0 times 0.8), as
+           MultiDiffusion does
 
 It also registers an attention optimization ("toy-half": cross-attention output halved) through
 on_list_optimizers, applied by sd_hijack.model_hijack.apply_optimizations("toy-half").
@@ -64,6 +73,33 @@ class HalfCFG(CFGDenoiserKDiffusion):
         return super().combine_denoised(x_out, conds_list, uncond, cond_scale * 0.5)
 
 
+def _replace_forward(cfg, probe, tiled):
+    original = cfg.forward
+
+    def forward(x, sigma, **kwargs):
+        probe.setdefault("steps", []).append(cfg.step)
+        probe["kwargs"] = sorted(kwargs)
+        probe["cond"] = (type(kwargs["cond"]).__name__, len(kwargs["uncond"]), kwargs["cond_scale"])
+        if not tiled:
+            return original(x, sigma, **kwargs)
+        half = x.shape[-1] // 2
+        left = original(x[..., :half], sigma, **kwargs)
+        right = original(x[..., half:], sigma, **kwargs)
+        probe.setdefault("tile_widths", []).append((left.shape[-1], right.shape[-1]))
+        return torch.cat([left, right], dim=-1)
+
+    cfg.forward = forward
+
+
+def _hooked_sampler(original_create, name, model, probe):
+    probe.setdefault("made", []).append(name)
+    sampler = original_create(name, model)
+    inner = sampler.model_wrap_cfg.inner_model
+    inner_forward = inner.forward
+    inner.forward = lambda x, sigma, cond: inner_forward(x, sigma, cond=cond) * 0.8
+    return sampler
+
+
 class SamplerProbe(scripts.Script):
     undo = None
 
@@ -83,6 +119,8 @@ class SamplerProbe(scripts.Script):
             wrap = sampler.model_wrap
             probe.update(
                 sampler=isinstance(sampler, KDiffusionSampler),
+                base=isinstance(sampler, sd_samplers_common.Sampler),
+                base_attrs=(sampler.s_churn, sampler.s_noise, sampler.eta_infotext_field, sampler.last_latent),
                 name=sampler.config.name,
                 funcname=sampler.funcname,
                 compvis=isinstance(wrap, k_diffusion.external.CompVisDenoiser),
@@ -102,6 +140,16 @@ class SamplerProbe(scripts.Script):
 
             CFGDenoiser.combine_denoised = combine
             SamplerProbe.undo = lambda: setattr(CFGDenoiser, "combine_denoised", original)
+        elif mode in ("same", "tiles"):
+            _replace_forward(sampler.model_wrap_cfg, probe, mode == "tiles")
+        elif mode == "scale":
+            original_forward = CFGDenoiser.forward
+            CFGDenoiser.forward = lambda self, x, sigma, **kw: original_forward(self, x, sigma, **kw) * 0.9
+            SamplerProbe.undo = lambda: setattr(CFGDenoiser, "forward", original_forward)
+        elif mode == "swap":
+            original_create = sd_samplers.create_sampler
+            sd_samplers.create_sampler = lambda name, model: _hooked_sampler(original_create, name, model, probe)
+            SamplerProbe.undo = lambda: setattr(sd_samplers, "create_sampler", original_create)
         elif mode == "inner":
             inner = sampler.model_wrap_cfg.inner_model
 
