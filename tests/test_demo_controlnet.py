@@ -44,3 +44,14 @@ def test_demo_controlnet_is_listed_and_steers_the_demo_model(tmp_path: Path) -> 
     )
     assert difference.mean() > 2.0
     assert f'ControlNet 0: "Module: none, Model: {title}, Weight: 1,' in steered.infotexts[0]
+
+
+def test_demo_controlnet_places_the_shape(tmp_path: Path) -> None:
+    """Acceptance: 3 shapes x 3 positions x 4 seeds, centre within a quarter image of the drawn one."""
+    from tools.demo.controlnet_eval import placement
+
+    env, service = demo_controlnet_env(tmp_path)
+    with_unit = placement(env, service, "demo-shapes-control", 4, SAMPLING)
+    without = placement(env, service, None, 4, SAMPLING)
+    assert with_unit.total == without.total == 36
+    assert with_unit.rate >= 0.8 and without.rate <= 0.4, (with_unit.hits, without.hits)
