@@ -4,6 +4,7 @@ job runs and after Interrupt, and with stored defaults that are no longer valid.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -42,14 +43,19 @@ def open_tab(page: Any, label: str) -> None:
 
 
 def settings_page(page: Any, label: str) -> None:
-    """A settings page by its label, also one in the tab bar's overflow ("...") menu."""
+    """A settings page by its label, also one in the tab bar's overflow ("...") menu. Clicked in
+    one step in the page: Gradio redraws the tab bar while it measures the overflow."""
     open_tab(page, "Settings")
-    tab = page.locator("#settings [role=tablist]").first.get_by_role("tab", name=label, exact=True)
-    if tab.count() and tab.is_visible():
-        tab.click()
-        return
-    page.locator("#settings .overflow-menu button").first.click()
-    page.locator("#settings .overflow-dropdown button", has_text=label).first.click()
+    page.wait_for_function(
+        """label => {
+            const buttons = document.querySelectorAll('#settings [role=tablist] button, #settings .overflow-dropdown button');
+            const tab = Array.from(buttons).find(b => b.textContent.trim() === label);
+            if (tab) { tab.click(); }
+            return Boolean(tab);
+        }""",
+        arg=label,
+        timeout=30000,
+    )
 
 
 def visible_setting_ids(page: Any) -> list[str]:
@@ -115,16 +121,16 @@ def test_live_preview_shows_at_the_output_size_over_the_results_column(page: Any
         " return img && img.complete && img.naturalWidth > 0; }",
         timeout=120000,
     )
-    size = page.evaluate(
-        "() => { const img = document.querySelector('#txt2img_progress .livePreview img');"
-        " const r = img.getBoundingClientRect(); return [img.naturalWidth, img.naturalHeight, r.width, r.height]; }"
-    )
-    gallery_width = page.evaluate("() => document.querySelector('#txt2img_gallery').getBoundingClientRect().width")
-    assert size[:2] == [128, 96]  # the output's size, not the 16x12 latent preview
-    assert size[2] >= 0.9 * gallery_width  # as wide as the gallery it stands over
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "parity-live-preview.png"))
-    page.evaluate("() => document.querySelector('#txt2img_interrupt').click()")
+    try:
+        size = page.evaluate(
+            "() => { const img = document.querySelector('#txt2img_progress .livePreview img');"
+            " const r = img.getBoundingClientRect(); return [img.naturalWidth, img.naturalHeight, r.width, r.height]; }"
+        )
+        gallery_width = page.evaluate("() => document.querySelector('#txt2img_gallery').getBoundingClientRect().width")
+        assert size[:2] == [128, 96]  # the output's size, not the 16x12 latent preview
+        assert size[2] >= 0.9 * gallery_width  # as wide as the gallery it stands over
+    finally:  # the ten long batches never outlive the test
+        page.evaluate("() => document.querySelector('#txt2img_interrupt').click()")
     wait_for_result(page, "txt2img")  # the job ends (stopped after its batch, or all ten made)
     assert page.locator("#txt2img_gallery img").count() >= 1
 
@@ -221,3 +227,60 @@ def test_completion_plays_the_sound_and_notifies(browser_context: Any, live: Liv
         assert page.evaluate("() => window.__notified") == [["Stable Diffusion", "Generated 2 images"]]
     finally:
         page.close()
+
+
+def test_interrupt_after_some_steps_shows_the_partial_image_with_its_infotext(page: Any) -> None:
+    set_number(page, "txt2img_width", 128)
+    set_number(page, "txt2img_height", 128)
+    set_number(page, "txt2img_steps", 150)
+    set_number(page, "txt2img_batch_count", 1)
+    page.locator("#txt2img_prompt textarea").fill("a green triangle")
+    page.locator("#txt2img_generate").click()
+    page.wait_for_function(  # at step k of 150 (k >= 3) Interrupt is clicked, in the page: no round trip
+        "() => { const m = /step (\\d+)\\/150/.exec(document.querySelector('#txt2img_progress').innerText);"
+        " if (!m || Number(m[1]) < 3) return false;"
+        " document.querySelector('#txt2img_interrupt').click(); return true; }",
+        timeout=120000,
+    )
+    info = wait_for_result(page, "txt2img")
+    assert "Interrupted" in info and "a green triangle" in info and "Steps: 150" in info
+    data = json.loads(page.locator("#generation_info_txt2img textarea").input_value())
+    assert len(data["infotexts"]) == 1 and "Steps: 150" in data["infotexts"][0]
+    assert page.locator("#txt2img_gallery img").count() == 1  # the image as made so far
+
+
+def choose_from_generate_menu(page: Any, entry: str) -> None:
+    page.locator("#txt2img_generate").click(button="right")
+    page.locator("#context-menu a", has_text=entry).first.click()
+
+
+def test_generate_forever_from_the_right_click_menu_and_cancel(page: Any, live: LiveServer) -> None:
+    jobs = live.services.jobs
+    set_number(page, "txt2img_width", 64)
+    set_number(page, "txt2img_height", 64)
+    set_number(page, "txt2img_steps", 2)
+    set_number(page, "txt2img_batch_count", 1)
+    choose_from_generate_menu(page, "Generate forever")
+    seeds: set[str] = set()
+    deadline = time.monotonic() + 240
+    while len(seeds) < 3:  # results keep coming, each a new job with its own seed
+        assert time.monotonic() < deadline, f"only {len(seeds)} results"
+        seeds.update(re.findall(r"Seed: (\d+)", page.locator("#html_info_txt2img").inner_text()))
+        page.wait_for_timeout(100)
+    choose_from_generate_menu(page, "Cancel generate forever")
+    assert page.evaluate("() => Object.keys(generateForeverTimers).length") == 0  # the loop is off
+    wait_until_idle(page, jobs)
+    page.locator("#txt2img_generate").click()  # and Generate by hand works as before
+    page.wait_for_function(
+        "seen => { const m = /Seed: (\\d+),/.exec(document.querySelector('#html_info_txt2img').innerText);"
+        " return m && !seen.includes(m[1]); }",
+        arg=sorted(seeds),
+        timeout=120000,
+    )
+
+
+def wait_until_idle(page: Any, jobs: Any) -> None:
+    deadline = time.monotonic() + 120
+    while jobs.pending() or jobs.current() is not None or page.locator("#txt2img_task_id textarea").input_value():
+        assert time.monotonic() < deadline, "the jobs did not end"
+        page.wait_for_timeout(100)

@@ -4,8 +4,13 @@ Settings → "Reload UI", the results show A1111's "Time taken" footer, and the 
 
 from __future__ import annotations
 
+import base64
+import concurrent.futures
 import contextlib
+import io
+import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +31,7 @@ TIME_TAKEN = re.compile(r"Time taken: <wbr><span class=\"measurement\">(\d+ min\
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModelFiles) -> Iterator[LiveServer]:
     data = prepare_data_dir(tmp_path_factory.mktemp("parity-http"), tiny_models, families=())  # demo model
-    with start_server(data) as server:
+    with start_server(data, "--api") as server:
         server.services.options.set("live_previews_enable", False)
         yield server
 
@@ -129,3 +134,22 @@ def test_extras_batch_from_directory_names_outputs_after_inputs(
         assert len(names) == 2 and not {"cat.png", "dog.png"} & set(names)
     with Image.open(target / names[0]) as saved:
         assert saved.size == (64, 64)
+
+
+def test_api_interrupt_after_some_steps_returns_the_partial_image_with_infotext(live: LiveServer) -> None:
+    body = {"prompt": "a green triangle", "width": 64, "height": 64, "steps": 150, "seed": 5}
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(httpx.post, live.url + "sdapi/v1/txt2img", json=body, timeout=300)
+        deadline = time.monotonic() + 120
+        while httpx.get(live.url + "sdapi/v1/progress", timeout=30).json()["state"]["sampling_step"] < 3:
+            assert time.monotonic() < deadline and not answer.done(), "sampling did not reach step 3"
+            time.sleep(0.05)  # polling, as a client would
+        assert httpx.post(live.url + "sdapi/v1/interrupt", timeout=30).status_code == 200
+        response = answer.result()
+    assert response.status_code == 200
+    data = response.json()
+    assert len(data["images"]) == 1  # the image as made so far, decoded
+    info = json.loads(data["info"])
+    assert "Steps: 150" in info["infotexts"][0] and "Seed: 5," in info["infotexts"][0]
+    image = Image.open(io.BytesIO(base64.b64decode(data["images"][0])))
+    assert image.size == (64, 64) and len(set(image.convert("L").getdata())) > 1

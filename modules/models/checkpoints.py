@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -141,6 +141,7 @@ class CheckpointRegistry:
         self.hash_cache = hash_cache
         self._lock = threading.Lock()
         self._items: list[CheckpointInfo] = []
+        self._remote: Callable[[], Sequence[tuple[str, str | None]]] | None = None
 
     def refresh(self) -> list[CheckpointInfo]:
         found: dict[Path, CheckpointInfo] = {}
@@ -160,9 +161,20 @@ class CheckpointRegistry:
             self._items = [known.get(i.filename, i) for i in extras + listed]
             return list(self._items)
 
+    def use_remote(self, source: Callable[[], Sequence[tuple[str, str | None]]]) -> None:
+        """On a scale-out front end: list the (name, short hash) pairs that `source` gives (the
+        live workers' checkpoints) instead of this machine's files, which only lend their file
+        object where name and hash agree. Without live workers the files here are listed."""
+        self._remote = source
+
     def checkpoints(self) -> list[CheckpointInfo]:
         with self._lock:
-            return list(self._items)
+            local = list(self._items)
+        remote = self._remote() if self._remote is not None else ()
+        if not remote:
+            return local
+        by_name = {i.name: i for i in local}
+        return [_local_or_remote(by_name.get(name), name, shorthash) for name, shorthash in remote]
 
     def titles(self) -> list[str]:
         return [i.title for i in self.checkpoints()]
@@ -184,7 +196,27 @@ class CheckpointRegistry:
                 if hits:
                     return hits[0]
         available = ", ".join(i.title for i in items) or f"none: put .safetensors files into {self.ckpt_dir}"
+        if any(isinstance(i, RemoteCheckpointInfo) for i in items):
+            raise ModelNotFound(f"no live worker has the checkpoint {alias!r}; workers have: {available}")
         raise ModelNotFound(f"checkpoint {alias!r} not found. Available: {available}")
+
+
+class RemoteCheckpointInfo(CheckpointInfo):
+    """A checkpoint a scale-out worker has and this machine does not: its name and short hash as
+    the worker announced them; no file here to hash or read."""
+
+    @property
+    def legacy_hash(self) -> str | None:
+        return None
+
+    def identify(self) -> Identification:
+        raise FileNotFoundError(f"{self.name} is on a worker, not on this machine")
+
+
+def _local_or_remote(local: CheckpointInfo | None, name: str, shorthash: str | None) -> CheckpointInfo:
+    if local is not None and (shorthash is None or local.shorthash in (None, shorthash)):
+        return local
+    return RemoteCheckpointInfo(filename=Path(name), name=name, sha256=shorthash)
 
 
 def _abs(path: Path) -> Path:

@@ -33,6 +33,8 @@ def front_end(args: argparse.Namespace, local: GenerationService) -> FrontEnd | 
     broker = BrokerUrl.parse(args.queue)
     client = connect(broker)
     pool = WorkerPool(client)
+    # the checkpoint dropdown, /sdapi/v1/sd-models and settings name what the workers have
+    local.models.registry.use_remote(lambda: [(c.name, c.hash) for c in pool.checkpoints()])
     generation = RemoteGeneration(local, app=celery_app(broker), client=client, pool=pool)
     return FrontEnd(generation, pool, client)
 
