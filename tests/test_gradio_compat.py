@@ -4,6 +4,7 @@ translation exists only for extension code."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -77,3 +78,40 @@ def test_our_code_never_sees_the_translation_or_the_aliases() -> None:
         button = gr.Button("x")
         with pytest.raises(TypeError):
             button.click(fn=None, _js="() => 1")  # type: ignore[call-arg]
+
+
+def test_extension_made_input_accordion_as_regional_prompter_writes_it(aliases: None) -> None:
+    """An extension's own InputAccordion: a gr.Checkbox subclass whose `__init__` is decorated with
+    `@wraps(gr.Checkbox.__init__)` (hiding its own `setup` keyword from the signature), that calls
+    `.change(_js=...)` on itself and moves its class into a module that is not loaded (Forge's
+    Gradio 4 trick, `__module__ = "modules.ui_components"`)."""
+
+    class OwnAccordion(gr.Checkbox):
+        @functools.wraps(gr.Checkbox.__init__)
+        def __init__(self, value: Any = None, setup: bool = False, **kwargs: Any):
+            if not setup:
+                super().__init__(value=value, **kwargs)
+                return
+            super().__init__(value=value, **{**kwargs, "elem_id": "own-checkbox", "visible": False})
+            self.change(fn=None, _js="(on) => on", inputs=[self])
+            self.accordion = gr.Accordion(**{**kwargs, "elem_id": "own", "open": False})
+
+        def __enter__(self) -> Any:
+            self.accordion.__enter__()
+            return self
+
+        def __exit__(self, *exc: Any) -> None:
+            self.accordion.__exit__(*exc)
+
+        def get_block_name(self) -> str:
+            return "checkbox"
+
+    OwnAccordion.__module__ = "an_extension_module_that_is_not_loaded"
+    with gr.Blocks() as demo, gradio3_calls(), OwnAccordion(value=False, setup=True, label="Regional") as active:
+        inside = gr.Textbox("inside")
+    assert isinstance(active, OwnAccordion) and active.accordion.elem_id == "own"
+    assert config(active)["elem_id"] == "own-checkbox" and config(active)["value"] is False
+    components = {c["id"]: c for c in demo.config["components"]}
+    assert components[active._id]["type"] == "checkbox" and components[active._id]["component_class_id"]
+    assert components[inside._id]["props"]["value"] == "inside"
+    assert "(on) => on" in [dep.get("js") for dep in demo.config["dependencies"]]

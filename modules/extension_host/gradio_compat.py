@@ -16,6 +16,7 @@ A1111 extensions are written for Gradio 3.41: `.click(_js=...)`, `gr.Dropdown.up
 from __future__ import annotations
 
 import functools
+import hashlib
 import inspect
 import logging
 import threading
@@ -59,8 +60,11 @@ def _accepted(cls: type) -> set[str] | None:
         init = klass.__dict__.get("__init__")
         if init is None:
             continue
-        params = inspect.signature(init).parameters.values()
-        names.update(p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+        params: list[inspect.Parameter] = []
+        while init is not None:  # `@wraps(gr.Checkbox.__init__)` hides the wrapper's own keywords
+            params = list(inspect.signature(init, follow_wrapped=False).parameters.values())
+            names.update(p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+            init = getattr(init, "__wrapped__", None)
         if not any(p.kind == p.VAR_KEYWORD for p in params):
             return names
     return None
@@ -278,6 +282,7 @@ def _patch_classes(undo: list[Callable[[], None]]) -> None:
             if not _ACTIVE.get():  # our own code in another thread while extension code runs
                 return _next(cls, *args, **kwargs)
             args, kwargs = _constructor_args(cls, args, kwargs)
+            _file_independent_class_id(cls)
             block = _next(cls, *args, **kwargs)
             keep_gradio_identity(block)
             return block
@@ -291,6 +296,23 @@ def _patch_classes(undo: list[Callable[[], None]]) -> None:
                     _WRAPPED[value] = _wrap_listener(value)
                 setattr(cls, name, _WRAPPED[value])
                 undo.append(functools.partial(setattr, cls, name, value))
+
+
+def _file_independent_class_id(cls: type) -> None:
+    """Gradio ids a component class by its source file and fails (TypeError) when its
+    `__module__` names no loaded file: extensions set `Impl.__module__ = "modules.ui_components"`
+    (Forge's Gradio 4 trick), and that module may not be imported. Such a class (the extension's
+    own, never Gradio's) gets an id from its name and module instead."""
+    if "get_component_class_id" in vars(cls) or gradio_base(cls) is cls:
+        return
+    try:
+        inspect.getfile(cls)
+    except TypeError:
+
+        def class_id(klass: type) -> str:
+            return hashlib.sha256(f"{klass.__name__}_{klass.__module__}".encode()).hexdigest()
+
+        cls.get_component_class_id = classmethod(class_id)  # type: ignore[attr-defined]
 
 
 def _restore(owner: Any, name: str, original: Any) -> None:

@@ -31,6 +31,8 @@ from modules.extension_host.script_base import Script, ScriptBuiltinUI
 # The folder `modules.scripts.basedir()` reports: the extension being imported, else the web UI root.
 CURRENT_BASEDIR: contextvars.ContextVar[Path | None] = contextvars.ContextVar("extension_basedir", default=None)
 
+# A1111's built-in Lora extension puts `lora` and `networks` on sys.path; ours sit here (see there).
+A1111_BUILTIN_MODULES = REPO_ROOT / "a1111_builtin"
 _BASE_CLASSES = (Script, ScriptBuiltinUI, ScriptPostprocessing)
 
 
@@ -131,8 +133,7 @@ def load_script_files(files: Sequence[ScriptFile], problems: ProblemLog) -> Load
     """Import each file; collect Script / ScriptPostprocessing subclasses found in its namespace."""
     loaded = LoadedScripts()
     seen: set[type] = set()
-    for file in files:
-        folder = str(file.basedir)
+    for folder in (str(A1111_BUILTIN_MODULES), *(str(file.basedir) for file in files)):
         if folder not in sys.path:
             sys.path.insert(0, folder)
             loaded.added_sys_path.append(folder)
