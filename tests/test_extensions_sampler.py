@@ -245,3 +245,11 @@ def test_a_swapped_create_sampler_makes_p_sampler_and_its_hooks_apply(
     assert not np.array_equal(pixels(result.images[0]), before["sd1"])  # its inner_model hook ran
     assert sd_samplers.create_sampler is create_sampler  # restored by the extension
     assert np.array_equal(pixels(_run(env, "").images[0]), before["sd1"])
+
+
+def test_a_replaced_apply_model_gets_a1111_cond_keys(
+    host: ExtensionHost, env: GenEnv, before: dict[str, np.ndarray]
+) -> None:
+    result = _run(env, "apply")
+    assert _probe(result)["apply_keys"] == ["c_concat", "c_crossattn"]  # with A1111's txt2img placeholder
+    assert np.array_equal(pixels(result.images[0]), before["sd1"])
