@@ -45,7 +45,7 @@ def cn_env(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModelFiles
     for path in tiny_cn.values():
         (folder / path.name).symlink_to(path)
     dirs = ControlNetDirs(folder, env.root / "models" / "ControlNet-annotators")
-    return env, ControlNetService(dirs, env.options, env.models, builtin=False)
+    return env, ControlNetService(dirs, env.options, env.models, builtin=())
 
 
 class UnitHooks(ScriptHooks):
@@ -231,3 +231,16 @@ def test_cache_holds_at_most_the_setting(cn_env: Any) -> None:
 
 
 _ = GenEnv
+
+
+def test_pasting_an_infotext_restores_the_unit_controls() -> None:
+    from modules.controlnet.ui import _paste
+
+    entry = infotext_entry(
+        unit_from({"module": "canny", "model": "m [1234abcd]", "weight": 0.6, "guidance_end": 0.8}), "m [1234abcd]"
+    )
+    params = parse_generation_parameters(f'a cat\nSteps: 3, Seed: 1, ControlNet 0: "{entry}"')
+    assert _paste(0, "enabled")(params) is True and _paste(0, "module")(params) == "canny"
+    assert _paste(0, "model")(params) == "m [1234abcd]" and _paste(0, "weight")(params) == 0.6
+    assert _paste(0, "guidance_end")(params) == 0.8
+    assert _paste(1, "enabled")(params) is False  # no entry: the unit is switched off

@@ -103,7 +103,7 @@ def test_wrapping_the_inner_model_changes_the_image(host: ExtensionHost, env: Ge
     plain = pixels(_run(env, "", override_settings=settings).images[0])
     result = _run(env, "inner", override_settings=settings)
     assert not np.array_equal(pixels(result.images[0]), plain)
-    keys = ["c_crossattn"] if checkpoint == SD1 else ["crossattn", "time_ids", "vector"]
+    keys = ["c_concat", "c_crossattn"] if checkpoint == SD1 else ["crossattn", "time_ids", "vector"]
     assert _probe(result)["cond_keys"] == keys
     assert np.array_equal(pixels(_run(env, "", override_settings=settings).images[0]), plain)  # per job
 

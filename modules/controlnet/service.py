@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,15 @@ class ControlNetDirs:
 
 
 class ControlNetService:
-    def __init__(self, dirs: ControlNetDirs, options: Options, models: ModelManager, *, builtin: bool = True) -> None:
+    def __init__(
+        self,
+        dirs: ControlNetDirs,
+        options: Options,
+        models: ModelManager,
+        *,
+        builtin: Sequence[Path] = (DEMO_CONTROLNET,),
+    ) -> None:
+        """`builtin`: shipped ControlNets listed after the user's (the demo model's)."""
         self.dirs = dirs
         self.options = options
         self.models = models
@@ -78,7 +87,7 @@ class ControlNetService:
 
         self.library = ControlNetLibrary(
             [dirs.models],
-            builtin=(DEMO_CONTROLNET,) if builtin else (),
+            builtin=builtin,
             cache_size=lambda: int(options.get("control_net_model_cache_size")),
             ram_left=ram_left,
         )

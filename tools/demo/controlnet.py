@@ -1,6 +1,6 @@
 """Train the demo ControlNet: place the demo model's shape where a silhouette or outline is drawn.
 
-    python -m tools.demo.controlnet --out cache/demo-control [--minutes 28] [--threads 1]
+    python -m tools.demo.controlnet --out cache/demo-control [--minutes 28] [--threads 1] [--resume]
 
 CPU, fixed seeds. The demo checkpoint (modules/models/builtin/demo-shapes.safetensors) is loaded
 as any checkpoint and frozen; a ControlNet is made from its UNet (diffusers' `from_unet`: the
@@ -97,6 +97,22 @@ def dataset(count: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tenso
     return _tensor(images, True), _tensor(hints, False), scenes
 
 
+def prepared_data(vae: Any, out: Path, args: argparse.Namespace) -> tuple[Any, Any, list[str]]:
+    """Latents, control images and captions; kept in <out>/data-<images>-<seed>.pt for a further session."""
+    cache = out / f"data-{args.images}-{args.seed}.pt"
+    if cache.is_file():
+        data = torch.load(cache)
+        return data["latents"], data["hints"], data["captions"]
+    pixels, hints, scenes = dataset(args.images, 128, args.seed)
+    with torch.no_grad():
+        latents = torch.cat([vae.encode(pixels[i : i + 64]).latent_dist.mean for i in range(0, len(pixels), 64)])
+        latents = latents * vae.config.scaling_factor
+    rng = random.Random(args.seed + 1)
+    captions = [control_caption(s, rng) for s in scenes]
+    torch.save({"latents": latents, "hints": hints, "captions": captions}, cache)
+    return latents, hints, captions
+
+
 def load_demo(cache: Path) -> Any:
     from modules.models.loader import load_single_file
 
@@ -125,18 +141,20 @@ def train(args: argparse.Namespace) -> Path:
     for module in (unet, vae, text):
         module.requires_grad_(False)
     scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-    pixels, hints, scenes = dataset(args.images, 128, args.seed)
-    with torch.no_grad():
-        latents = torch.cat([vae.encode(pixels[i : i + 64]).latent_dist.mean for i in range(0, len(pixels), 64)])
-        latents = latents * vae.config.scaling_factor
-    rng = random.Random(args.seed + 1)
-    captions = [control_caption(s, rng) for s in scenes]
-    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=HINT_CHANNELS).train()
+    latents, hints, captions = prepared_data(vae, out, args)
+    target = out / "demo-shapes-control.safetensors"
+    step = 0
+    if args.resume and target.is_file():  # a further session (optimiser moments start afresh)
+        from modules.controlnet.weights import load_controlnet
+        from modules.models.safetensors_header import read_safetensors_header
+
+        controlnet = load_controlnet(target).train()
+        step = int(read_safetensors_header(target)["__metadata__"]["steps"])
+    else:
+        controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=HINT_CHANNELS).train()
     optimiser = torch.optim.AdamW(controlnet.parameters(), lr=args.lr, weight_decay=0.0)
     log = (out / "train.log").open("a", encoding="utf-8")
     started = time.monotonic()
-    target = out / "demo-shapes-control.safetensors"
-    step = 0
     while step < args.steps and time.monotonic() - started < args.minutes * 60:
         generator = torch.Generator().manual_seed(args.seed * 7919 + step)
         index = torch.randint(0, len(latents), (args.batch,), generator=generator)
@@ -166,7 +184,7 @@ def train(args: argparse.Namespace) -> Path:
             mid_block_additional_residual=mid,
         ).sample
         loss = F.mse_loss(prediction, noise)
-        lr = args.lr * min(1.0, (step + 1) / 50)
+        lr = args.lr * min(1.0, (step + 1) / 50) if not args.resume else args.lr
         for group in optimiser.param_groups:
             group["lr"] = lr
         optimiser.zero_grad(set_to_none=True)
@@ -206,6 +224,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=12)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--save-every", type=int, default=200)
+    parser.add_argument("--resume", action="store_true", help="continue from <out>/demo-shapes-control.safetensors")
     args = parser.parse_args(argv)
     if args.minutes <= 0 or args.batch < 1 or not math.isfinite(args.lr) or args.lr <= 0:
         parser.error("--minutes, --batch and --lr must be positive")
