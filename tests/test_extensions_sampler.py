@@ -73,6 +73,15 @@ def test_scripts_see_an_a1111_sampler_in_process(host: ExtensionHost, env: GenEn
     assert probe["batch_rng"] == ((4, 8, 8), True, True) and probe["same_rng"]  # made before the batch
 
 
+def test_the_first_job_after_start_gives_scripts_the_model_and_sampler(host: ExtensionHost, env: GenEnv) -> None:
+    """No model is loaded when setup() runs on a fresh start (it loads with the job); process()
+    must still see p.sd_model and p.sampler, as Regional Prompter and Tiled VAE read them there."""
+    env.models.unload()
+    probe = _probe(_run(env, "probe", sampler_name="DPM++ 2M"))
+    assert probe["sampler"] and probe["wrap_model"]
+    assert (probe["name"], probe["funcname"]) == ("DPM++ 2M", "sample_dpmpp_2m")
+
+
 @pytest.mark.parametrize("key", ["sd1", "sdxl", "sd1_and"])
 def test_without_hooks_the_image_is_unchanged(
     host: ExtensionHost, env: GenEnv, before: dict[str, np.ndarray], key: str
