@@ -76,6 +76,6 @@ def test_cross_attention_zeroed_on_the_left_changes_the_left_most(
 
 def test_replaced_apply_model_runs_and_is_undone(host: ExtensionHost, env: GenEnv, before: np.ndarray) -> None:
     image, probe = _image_and_probe(env, "apply-model")
-    assert probe["cond_keys"] == {"c_crossattn"}
+    assert probe["cond_keys"] == {"c_concat", "c_crossattn"}  # c_concat: A1111's txt2img placeholder
     assert image.shape == before.shape and int(np.abs(image - before).max()) > 2
     assert np.array_equal(pixels(_run(env).images[0]), before)

@@ -73,6 +73,15 @@ def test_scripts_see_an_a1111_sampler_in_process(host: ExtensionHost, env: GenEn
     assert probe["batch_rng"] == ((4, 8, 8), True, True) and probe["same_rng"]  # made before the batch
 
 
+def test_the_first_job_after_start_gives_scripts_the_model_and_sampler(host: ExtensionHost, env: GenEnv) -> None:
+    """No model is loaded when setup() runs on a fresh start (it loads with the job); process()
+    must still see p.sd_model and p.sampler, as Regional Prompter and Tiled VAE read them there."""
+    env.models.unload()
+    probe = _probe(_run(env, "probe", sampler_name="DPM++ 2M"))
+    assert probe["sampler"] and probe["wrap_model"]
+    assert (probe["name"], probe["funcname"]) == ("DPM++ 2M", "sample_dpmpp_2m")
+
+
 @pytest.mark.parametrize("key", ["sd1", "sdxl", "sd1_and"])
 def test_without_hooks_the_image_is_unchanged(
     host: ExtensionHost, env: GenEnv, before: dict[str, np.ndarray], key: str
@@ -103,7 +112,7 @@ def test_wrapping_the_inner_model_changes_the_image(host: ExtensionHost, env: Ge
     plain = pixels(_run(env, "", override_settings=settings).images[0])
     result = _run(env, "inner", override_settings=settings)
     assert not np.array_equal(pixels(result.images[0]), plain)
-    keys = ["c_crossattn"] if checkpoint == SD1 else ["crossattn", "time_ids", "vector"]
+    keys = ["c_concat", "c_crossattn"] if checkpoint == SD1 else ["crossattn", "time_ids", "vector"]
     assert _probe(result)["cond_keys"] == keys
     assert np.array_equal(pixels(_run(env, "", override_settings=settings).images[0]), plain)  # per job
 
@@ -245,3 +254,11 @@ def test_a_swapped_create_sampler_makes_p_sampler_and_its_hooks_apply(
     assert not np.array_equal(pixels(result.images[0]), before["sd1"])  # its inner_model hook ran
     assert sd_samplers.create_sampler is create_sampler  # restored by the extension
     assert np.array_equal(pixels(_run(env, "").images[0]), before["sd1"])
+
+
+def test_a_replaced_apply_model_gets_a1111_cond_keys(
+    host: ExtensionHost, env: GenEnv, before: dict[str, np.ndarray]
+) -> None:
+    result = _run(env, "apply")
+    assert _probe(result)["apply_keys"] == ["c_concat", "c_crossattn"]  # with A1111's txt2img placeholder
+    assert np.array_equal(pixels(result.images[0]), before["sd1"])

@@ -303,3 +303,10 @@ def test_sub_quad_attention_is_softmax_attention() -> None:
     expected = torch.softmax(q @ k.transpose(1, 2) / 4.0, dim=-1) @ v
     assert (sub_quad_attention(q, k, v, q_chunk_size=16) - expected).abs().max().item() <= 1e-5
     assert get_xformers_flash_attention_op(q, k, v) is None
+
+
+def test_cond_stage_model_tokenize_line_counts_chunks_as_regional_prompter_reads_them(env: GenEnv) -> None:
+    clip = SdModelView(env.models.load(SD1), env.options.as_dict).cond_stage_model
+    chunks, count = clip.tokenize_line("a red circle BREAK a blue square")
+    assert len(chunks) == 2 and count == 75 + 3  # BREAK pads the first chunk (A1111 counts it)
+    assert len(chunks[0].tokens) == 77 and chunks[0].tokens[1:4] == tuple(clip.tokenize(["a red circle"])[0])

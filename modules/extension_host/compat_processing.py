@@ -161,6 +161,9 @@ def _comment_method(p: Processing) -> Callable[[str], None]:
     return comment
 
 
+_UNTIL_LOADED = frozenset({"sd_model", "sampler"})
+
+
 def prepare_p(p: Any, *, sd_model: Callable[[], Any], options: Options) -> None:
     """Give our `Processing` the A1111 attributes it lacks (only where missing)."""
     kind = getattr(p, "kind", "txt2img")
@@ -184,7 +187,9 @@ def prepare_p(p: Any, *, sd_model: Callable[[], Any], options: Options) -> None:
         "firstpass_image": lambda: None,
     }
     for name, make in defaults.items():
-        if not hasattr(p, name):
+        # the model (and the sampler made on it) may load only after setup: fill them in later
+        unset = name in _UNTIL_LOADED and getattr(p, name, None) is None
+        if unset or not hasattr(p, name):
             setattr(p, name, make())
     if isinstance(p, Processing) and not hasattr(p, "comment"):
         p.comment = _comment_method(p)  # type: ignore[attr-defined]

@@ -365,6 +365,7 @@ class RequestScripts(GenerationCallbacks, ScriptHooks):
         return list(args[script.args_from or 0 : script.args_to or 0])
 
     def _each(self, method: str, p: Any, *leading: Any, **kwargs: Any) -> None:
+        self._prepare_p(p)  # p.sd_model / p.sampler once the job has loaded its model
         with job_context(p, self.control):
             for script in self._ordered(method):
                 if method == "setup" and self.is_api and script.setup_for_ui_only:

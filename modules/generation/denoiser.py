@@ -201,6 +201,8 @@ class CFGDenoiser:
             cond = {"crossattn": context, "vector": pooled, "time_ids": time_ids}
         if image_cond is not None:
             cond["c_concat"] = [image_cond]
+        elif pooled is None:  # A1111's txt2img placeholder (extensions such as Tiled Diffusion read it)
+            cond["c_concat"] = [x_rows.new_zeros(x_rows.shape[0], 5, 1, 1)]
         self._uncond_rows = uncond_rows  # for predict_x0 below, called back through the wrap
         try:
             return self.wrap.inner(x_rows, sigma_rows, cond)
@@ -215,6 +217,8 @@ class CFGDenoiser:
             context, pooled, time_ids = _joined(cond["c_crossattn"]), None, None
         concat = cond.get("c_concat")
         image_cond = _joined(concat) if concat else None
+        if image_cond is not None and image_cond.shape[-2:] == (1, 1):
+            image_cond = None  # the placeholder: no image conditioning
         uncond_rows = min(self._uncond_rows, x.shape[0])  # a wrapper may pass fewer rows
         return self._run((x, sigma, image_cond), context, pooled, time_ids, uncond_rows=uncond_rows)
 

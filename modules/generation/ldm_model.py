@@ -67,6 +67,12 @@ class FrozenCLIPEmbedderWithCustomWords(nn.Module):
         """Token ids without start/end tokens (A1111's tokenize)."""
         return list(self.tokenizer(list(texts), truncation=False, add_special_tokens=False)["input_ids"])
 
+    def tokenize_line(self, line: str) -> tuple[list[Any], int]:
+        """A1111's tokenize_line: the prompt's 77-token chunks (`tokens`, `multipliers`, `fixes`)
+        and its token count, chunked as generation chunks it (BREAK, commas, emphasis)."""
+        tokenized = self._conditioner().chunker.tokenize_prompt(line)
+        return list(tokenized.chunks), tokenized.token_count
+
     def encode_with_transformers(self, tokens: torch.Tensor) -> torch.Tensor:
         """Hidden states for token ids [B, 77] at the clip-skip layer generation uses."""
         return self._conditioner().encode_ids(tokens, self._slot)

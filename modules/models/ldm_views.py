@@ -98,6 +98,8 @@ def call_unet(
         cond: dict[str, Any] = {"c_crossattn": [context]} if y is None else {"crossattn": context, "vector": y}
         if image_cond is not None:
             cond["c_concat"] = [image_cond]
+        elif y is None:  # A1111's txt2img placeholder (Tiled Diffusion reads it); ldm skips it
+            cond["c_concat"] = [x.new_zeros(x.shape[0], 5, 1, 1)]
         return replaced(x, t, cond=cond)
     if image_cond is not None:
         x = torch.cat([x, image_cond], dim=1)

@@ -31,8 +31,9 @@ class DiffusionWrapper(nn.Module):
         c_adm: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> torch.Tensor:
-        if c_concat:
-            x = torch.cat([x, *c_concat], dim=1)
+        concat = [c for c in c_concat or () if c.shape[-2:] != (1, 1)]  # 1x1: A1111's "no image cond"
+        if concat:
+            x = torch.cat([x, *concat], dim=1)
         context = torch.cat(c_crossattn, 1) if c_crossattn else None
         return self.diffusion_model(x, t, context=context, y=c_adm, **kwargs)
 

@@ -150,6 +150,15 @@ class SamplerProbe(scripts.Script):
             original_create = sd_samplers.create_sampler
             sd_samplers.create_sampler = lambda name, model: _hooked_sampler(original_create, name, model, probe)
             SamplerProbe.undo = lambda: setattr(sd_samplers, "create_sampler", original_create)
+        elif mode == "apply":  # Mixture of Diffusers' pattern: the model's apply_model replaced
+            model, original_apply = p.sd_model, p.sd_model.apply_model
+
+            def apply_model(x, t, cond):
+                probe.setdefault("apply_keys", sorted(cond))
+                return original_apply(x, t, cond=cond)
+
+            model.apply_model = apply_model
+            SamplerProbe.undo = lambda: delattr(model, "apply_model")
         elif mode == "inner":
             inner = sampler.model_wrap_cfg.inner_model
 
