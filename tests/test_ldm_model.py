@@ -42,7 +42,7 @@ def _unet_inputs(unet: Any, hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Te
 
 
 @pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f.value)
-@pytest.mark.parametrize("hw", [(8, 8), (9, 13)], ids=["even", "odd"])
+@pytest.mark.parametrize("hw", [(8, 8), (9, 13), (1, 1)], ids=["even", "odd", "one"])  # 1x1: an 8px image
 def test_ldm_unet_equals_the_diffusers_unet(family: ModelFamily, hw: tuple[int, int]) -> None:
     unet = tiny_parts(family).unet
     view = diffusion_model_of(unet)

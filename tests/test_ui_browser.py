@@ -28,6 +28,7 @@ from tests.ui_harness import (
     select_dropdown,
     set_number,
     start_server,
+    without_time_taken,
 )
 
 pytestmark = [pytest.mark.browser]
@@ -79,7 +80,7 @@ def wait_for_result(page: Any, tab: str, timeout: float = 90) -> str:
         " return el && /Steps: |Error|Interrupted/.test(el.innerText); }",
         timeout=timeout * 1000,
     )
-    return str(page.locator(f"#html_info_{tab}").inner_text())
+    return without_time_taken(str(page.locator(f"#html_info_{tab}").inner_text()))
 
 
 def gallery_image_srcs(page: Any, tab: str) -> list[str]:

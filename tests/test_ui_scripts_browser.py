@@ -23,6 +23,7 @@ from tests.ui_harness import (
     select_dropdown,
     set_number,
     start_with_extensions,
+    without_time_taken,
 )
 
 pytestmark = [pytest.mark.browser]
@@ -68,7 +69,7 @@ def generate(page: Any, prompt: str, steps: int = 2) -> str:
         arg=seed,
         timeout=120000,
     )
-    return str(page.locator("#html_info_txt2img").inner_text())
+    return without_time_taken(str(page.locator("#html_info_txt2img").inner_text()))
 
 
 def last_saved_infotext(live: LiveServer) -> str:

@@ -234,3 +234,8 @@ def set_number(page: Any, elem_id: str, value: float) -> None:
 def select_dropdown(page: Any, elem_id: str, value: str) -> None:
     page.locator(f"#{elem_id} input").first.click()
     page.get_by_role("option", name=value, exact=True).first.click()
+
+
+def without_time_taken(info: str) -> str:
+    """The infotext shown under a result without A1111's "Time taken" footer after it."""
+    return info.split("Time taken:")[0].rstrip()

@@ -196,7 +196,7 @@ class CheckpointRegistry:
                 if hits:
                     return hits[0]
         available = ", ".join(i.title for i in items) or f"none: put .safetensors files into {self.ckpt_dir}"
-        if any(isinstance(i, RemoteCheckpointInfo) for i in items):
+        if self._remote is not None and self._remote():  # the list is the workers' (local or not)
             raise ModelNotFound(f"no live worker has the checkpoint {alias!r}; workers have: {available}")
         raise ModelNotFound(f"checkpoint {alias!r} not found. Available: {available}")
 

@@ -195,10 +195,11 @@ class UNetModel(nn.Module):
 
 
 def _upsample_shape(h: torch.Tensor, hs: list[torch.Tensor]) -> Any:
-    """The next skip's size when it is not exactly twice h (odd latent sizes), as diffusers does."""
+    """The next skip's size when it is not exactly twice h, as diffusers does: odd latent sizes, and
+    latents so small (1x1) that a downsample kept their size, where upsampling must keep it too."""
     if not hs:
         return None
     target = hs[-1].shape[-2:]
     if target[0] == h.shape[-2] * 2 and target[1] == h.shape[-1] * 2:
         return None
-    return target if target != h.shape[-2:] else None
+    return target  # only an Upsample layer reads it
