@@ -5,7 +5,6 @@ modules.sd_samplers_kdiffusion's KDiffusionSampler, a Sampler (docs/extensions.m
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from modules.extension_host.compat_sampler import Sampler, SamplerData
@@ -16,7 +15,6 @@ __all__ = [
     "Sampler",
     "SamplerData",
     "approximation_indexes",
-    "no_constructor",
     "setup_img2img_steps",
 ]
 
@@ -27,16 +25,6 @@ approximation_indexes = {"Full": 0, "Approx NN": 1, "Approx cheap": 2, "TAESD": 
 
 class InterruptedException(BaseException):
     """Raised by A1111 samplers when the job is interrupted."""
-
-
-def no_constructor(name: str) -> Callable[[Any], Any]:
-    def construct(model: Any) -> Any:
-        raise NotImplementedError(
-            f"sampler {name!r} runs inside this web UI's sampling pipeline; A1111 sampler objects "
-            "cannot be created by extensions (set p.sampler_name instead)"
-        )
-
-    return construct
 
 
 def setup_img2img_steps(p: Any, steps: int | None = None) -> tuple[int, int]:
